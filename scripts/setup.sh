@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently: Debian packages (Vulkan lavapipe,
+# Chromium, binaryen), the Rust wasm target (rustup, or Debian's rust-web packages as fallback),
+# a pinned wasm-bindgen-cli, npm packages, and the built-in model when ../shared is absent.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+log() { echo "[setup] $*" >&2; }
+
+need_apt=()
+for pkg in mesa-vulkan-drivers libvulkan1 chromium binaryen pkg-config curl ca-certificates nodejs npm python3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  log "installing Rust (rustup)"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+fi
+
+# wasm target: rustup first, Debian's rust-web toolchain (with -Zbuild-std) as the fallback.
+if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+  :
+elif rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+  log "added rustup target wasm32-unknown-unknown"
+else
+  log "rustup cannot add the wasm target; installing Debian's rustc-web toolchain"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
+  touch "$CACHE/.debian-wasm"
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (must equal the wasm-bindgen crate)"
+  CARGO_TARGET_DIR="$CACHE/target-tools" cargo install -q --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+if [ ! -d "$ROOT/node_modules/playwright-core" ]; then
+  log "installing npm packages"
+  (cd "$ROOT" && npm ci --silent --no-audit --no-fund)
+fi
+
+# The built-in model: read from ../shared when present, else fetched once from its public home.
+if [ ! -f "$MODEL_DIR/stories260K.bin" ]; then
+  log "downloading stories260K (karpathy/tinyllamas, MIT) into $MODEL_DIR"
+  mkdir -p "$MODEL_DIR"
+  base=https://huggingface.co/karpathy/tinyllamas/resolve/main/stories260K
+  curl -sSfL -o "$MODEL_DIR/stories260K.bin" "$base/stories260K.bin"
+  curl -sSfL -o "$MODEL_DIR/tok512.bin" "$base/tok512.bin"
+fi
+echo "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696  $MODEL_DIR/stories260K.bin
+037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312  $MODEL_DIR/tok512.bin" | sha256sum -c --quiet -
+log "ready"

@@ -1,0 +1,387 @@
+//! `kto`: the engine from the command line — generate, train, eval, bench. Generated text goes to
+//! stdout; logs and progress go to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kto_studio::generate::{generate, SamplingConfig};
+use kto_studio::kto::{parse_jsonl, KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer};
+use kto_studio::model::Llama;
+use kto_studio::{device, BackendKind, Error, ModelBundle, Result};
+
+#[derive(Parser)]
+#[command(name = "kto", version, about = "KTO fine-tuning of small language models (native engine of KTO Studio)")]
+struct Cli {
+    /// Compute backend: wgpu (WGSL kernels on Vulkan, as in the browser) or cpu (burn ndarray).
+    #[arg(long, global = true, default_value = "cpu")]
+    backend: BackendArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Wgpu,
+    Cpu,
+}
+
+impl From<BackendArg> for BackendKind {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Wgpu => BackendKind::Wgpu,
+            BackendArg::Cpu => BackendKind::Cpu,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// llama2.c model .bin (or a folder with model + tok*.bin); default: built-in stories260K.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Tokenizer file, when it is not beside the model.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// 1 = off.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Kto,
+    ApoZero,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimArg {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// TRL JSONL: {"prompt", "completion", "label"} rows (or paired {"prompt", "chosen", "rejected"}).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value = "adamw")]
+    optimizer: OptimArg,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.1)]
+    beta: f64,
+    #[arg(long, default_value_t = 1.0)]
+    desirable_weight: f64,
+    #[arg(long, default_value_t = 1.0)]
+    undesirable_weight: f64,
+    #[arg(long, default_value_t = 1024)]
+    max_length: usize,
+    #[arg(long, value_enum, default_value = "kto")]
+    loss: LossArg,
+    /// Keep the file's row order (TRL's sequential sampler); by default rows are shuffled once.
+    #[arg(long)]
+    no_shuffle: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Clip the global gradient norm; 0 turns clipping off.
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            loss: KtoLossConfig {
+                beta: self.beta,
+                desirable_weight: self.desirable_weight,
+                undesirable_weight: self.undesirable_weight,
+                loss_type: match self.loss {
+                    LossArg::Kto => LossType::Kto,
+                    LossArg::ApoZero => LossType::ApoZeroUnpaired,
+                },
+            },
+            optimizer: match self.optimizer {
+                OptimArg::Adamw => OptimizerKind::Adamw,
+                OptimArg::Sgd => OptimizerKind::Sgd,
+            },
+            learning_rate: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+            max_length: self.max_length,
+            steps: self.steps,
+            shuffle: !self.no_shuffle,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample text from the model (stdout: the generated text only).
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sample: SampleArgs,
+    },
+    /// KTO fine-tuning on labelled completions.
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Write one JSON object of metrics per step.
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
+        /// Save the trained weights as a llama2.c checkpoint.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// KTO metrics of a model against a reference on a JSONL file, and/or held-out NLL of stories.
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Reference model (default: the built-in stories260K).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Text file of stories separated by <|endoftext|>: prints teacher-forced NLL per token.
+        #[arg(long)]
+        stories: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        max_stories: usize,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 0.1)]
+        beta: f64,
+        #[arg(long, default_value_t = 1024)]
+        max_length: usize,
+    },
+    /// Time a KTO step (batch 8 x 64 tokens) and generation, on the chosen backend.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 64)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+    },
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+}
+
+fn load(m: &ModelArgs) -> Result<ModelBundle> {
+    ModelBundle::load(m.model.as_deref(), m.tokenizer.as_deref())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = pollster::block_on(run(cli)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let backend: BackendKind = cli.backend.into();
+    let device = device::init(backend)?;
+    match cli.command {
+        Command::Generate { model, sample } => {
+            let bundle = load(&model)?;
+            let llama = Llama::from_weights(&bundle.weights, &device);
+            let cfg = SamplingConfig {
+                max_tokens: sample.max_tokens,
+                temperature: sample.temperature,
+                top_k: sample.top_k,
+                top_p: sample.top_p,
+                seed: sample.seed,
+                stop: vec![],
+            };
+            let mut out = std::io::stdout();
+            generate(&llama, &bundle.tokenizer, &device, &sample.prompt, 1, &cfg, |_, s| {
+                let _ = out.write_all(s.as_bytes());
+                let _ = out.flush();
+            })
+            .await?;
+            println!();
+        }
+        Command::Train { model, train, metrics_out, save } => {
+            let bundle = load(&model)?;
+            let examples = parse_jsonl(&read_text(&train.data)?)?;
+            let cfg = train.config();
+            let data = cfg.dataset(&bundle.tokenizer, &examples)?;
+            log_dataset(&examples, &data, &cfg);
+            let mut trainer = Trainer::new(&bundle.weights, &device, cfg.clone())?;
+            let mut sink = match &metrics_out {
+                Some(p) => Some(std::fs::File::create(p).map_err(|e| Error::Config(format!("cannot write {}: {e}", p.display())))?),
+                None => None,
+            };
+            let start = Instant::now();
+            for _ in 0..cfg.steps {
+                let m = trainer.step(&data).await?;
+                eprintln!(
+                    "step {:>4}  loss {:.6}  kl {:.5}  margin {}  grad_norm {:.4}",
+                    m.step,
+                    m.loss,
+                    m.kl,
+                    m.rewards_margins.map_or("-".into(), |x| format!("{x:.5}")),
+                    m.grad_norm.unwrap_or(0.0)
+                );
+                if let Some(f) = sink.as_mut() {
+                    let mut line = serde_json::to_value(&m).expect("metrics serialize");
+                    let obj = line.as_object_mut().unwrap();
+                    obj.remove("rewards");
+                    obj.remove("labels");
+                    writeln!(f, "{line}")?;
+                }
+            }
+            eprintln!("{} steps in {:.2} s", cfg.steps, start.elapsed().as_secs_f64());
+            if let Some(path) = save {
+                let weights = trainer.policy().to_weights().await?;
+                std::fs::write(&path, kto_studio::formats::llama2c::save(&weights)?)?;
+                eprintln!("saved trained weights to {}", path.display());
+            }
+        }
+        Command::Eval { model, reference, data, stories, max_stories, batch_size, beta, max_length } => {
+            let bundle = load(&model)?;
+            if data.is_none() && stories.is_none() {
+                return Err(Error::Config("eval needs --data FILE.jsonl and/or --stories FILE".into()));
+            }
+            if let Some(path) = data {
+                let base = ModelBundle::load(reference.as_deref(), None)?;
+                let examples = parse_jsonl(&read_text(&path)?)?;
+                let cfg = TrainConfig {
+                    loss: KtoLossConfig { beta, ..Default::default() },
+                    batch_size,
+                    max_length,
+                    shuffle: false,
+                    ..Default::default()
+                };
+                let ds = cfg.dataset(&bundle.tokenizer, &examples)?;
+                let trainer = Trainer::with_reference(&bundle.weights, &base.weights, &device, cfg)?;
+                let m = trainer.evaluate(&ds).await?;
+                let mut v = serde_json::to_value(&m).expect("metrics serialize");
+                v.as_object_mut().unwrap().retain(|k, _| k != "rewards" && k != "labels" && k != "step" && k != "learning_rate");
+                println!("{v}");
+            }
+            if let Some(path) = stories {
+                let text = read_text(&path)?;
+                let all = kto_studio::eval::split_stories(&text);
+                let texts: Vec<&str> = all.iter().take(max_stories).map(|s| s.as_str()).collect();
+                let llama = Llama::from_weights(&bundle.weights, &device);
+                let (total, n) = kto_studio::eval::nll(&llama, &bundle.tokenizer, &device, &texts, batch_size).await?;
+                println!("{{\"nll_per_token\": {}, \"tokens\": {n}, \"stories\": {}}}", total / n as f64, texts.len());
+            }
+        }
+        Command::Bench { model, steps, batch_size, seq_len, gen_tokens } => {
+            bench(&load(&model)?, &device, backend, steps, batch_size, seq_len, gen_tokens).await?;
+        }
+    }
+    Ok(())
+}
+
+fn log_dataset(examples: &[KtoExample], data: &kto_studio::kto::KtoDataset, cfg: &TrainConfig) {
+    let nd = examples.iter().filter(|e| e.label).count();
+    let nu = examples.len() - nd;
+    eprintln!(
+        "{} rows ({nd} desirable, {nu} undesirable), {} batches of {}{}",
+        data.rows.len(),
+        data.num_batches(),
+        cfg.batch_size,
+        if data.dropped > 0 { format!(", {} dropped (prompt >= max length)", data.dropped) } else { String::new() }
+    );
+    if let Some(a) = kto_studio::kto::imbalance_advice(nd, nu, cfg.loss.desirable_weight, cfg.loss.undesirable_weight) {
+        if a.warn {
+            eprintln!(
+                "warning: class imbalance: set desirable weight in [{}, {}] or undesirable weight in [{}, {}] \
+                 so that desirable_weight*n_desirable / (undesirable_weight*n_undesirable) is in [1, 4/3]",
+                a.desirable_weight.0, a.desirable_weight.1, a.undesirable_weight.0, a.undesirable_weight.1
+            );
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Synthetic but real-token workload: rows cut from the model's own greedy story so every row has
+/// exactly `seq_len` tokens (a quarter prompt, the rest completion), labels alternating.
+async fn bench(bundle: &ModelBundle, device: &burn::tensor::Device, backend: BackendKind, steps: usize, batch: usize, seq_len: usize, gen_tokens: usize) -> Result<()> {
+    let tok = &bundle.tokenizer;
+    let llama = Llama::from_weights(&bundle.weights, device);
+    let greedy = SamplingConfig { temperature: 0.0, max_tokens: gen_tokens, ..Default::default() };
+    // warm-up (kernel compilation), then timed
+    generate(&llama, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
+    let t0 = Instant::now();
+    let out = generate(&llama, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
+    let gen_s = t0.elapsed().as_secs_f64();
+    let n_gen = out[0].ids.len();
+
+    let words: Vec<&str> = "Once upon a time there was a little girl named Lily who loved to play in the park with her friends every day"
+        .split(' ')
+        .collect();
+    let examples: Vec<KtoExample> = (0..batch)
+        .map(|i| KtoExample {
+            prompt: words[..4 + i % 3].join(" "),
+            completion: format!(" {}", words[4 + i % 3..].join(" ").repeat(4)),
+            label: i % 2 == 0,
+        })
+        .collect();
+    let cfg = TrainConfig { batch_size: batch, max_length: seq_len, shuffle: false, steps, ..Default::default() };
+    let data = cfg.dataset(tok, &examples)?;
+    let tokens = data.batch(0).main.lengths.iter().sum::<usize>();
+    let mut trainer = Trainer::new(&bundle.weights, device, cfg)?;
+    trainer.step(&data).await?; // warm-up
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let t = Instant::now();
+        trainer.step(&data).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let ms = median(times);
+    println!(
+        "{{\"backend\": \"{backend}\", \"model\": \"{}\", \"kto_step_ms\": {ms:.2}, \"kto_batch\": {batch}, \"kto_tokens_per_step\": {tokens}, \
+         \"kto_tokens_per_s\": {:.0}, \"generate_tokens\": {n_gen}, \"generate_tokens_per_s\": {:.1}}}",
+        bundle.name,
+        tokens as f64 / (ms / 1e3),
+        n_gen as f64 / gen_s
+    );
+    Ok(())
+}

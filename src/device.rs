@@ -1,0 +1,68 @@
+//! Choosing the compute device at run time. `Wgpu` runs burn's WGSL kernels (WebGPU in the
+//! browser, Vulkan natively — lavapipe on a machine without a GPU); `Cpu` is burn's ndarray
+//! backend, the CPU reference.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::device_err;
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Wgpu,
+    Cpu,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cpu => "cpu",
+        })
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "wgpu" | "webgpu" => Ok(BackendKind::Wgpu),
+            "cpu" | "ndarray" => Ok(BackendKind::Cpu),
+            other => Err(crate::error::config_err(format!("unknown backend '{other}': use wgpu or cpu"))),
+        }
+    }
+}
+
+/// Initialize the device (native: synchronous). A wgpu device is initialized once per process;
+/// later calls reuse it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn init(kind: BackendKind) -> Result<Device> {
+    use std::sync::OnceLock;
+    static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    match kind {
+        // ndarray is the CPU reference the project measures against (burn suggests `flex` next).
+        #[allow(deprecated)]
+        BackendKind::Cpu => Ok(Device::ndarray()),
+        BackendKind::Wgpu => WGPU
+            .get_or_init(|| {
+                Device::wgpu_options()
+                    .graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan)
+                    .init()
+                    .map_err(|e| format!("{e}"))
+            })
+            .clone()
+            .map_err(|e| device_err(format!("no Vulkan adapter for wgpu ({e}); install mesa-vulkan-drivers or use --backend cpu"))),
+    }
+}
+
+/// Initialize the device in the browser (WebGPU needs an async adapter request).
+pub async fn init_async(kind: BackendKind) -> Result<Device> {
+    match kind {
+        // ndarray is the CPU reference the project measures against (burn suggests `flex` next).
+        #[allow(deprecated)]
+        BackendKind::Cpu => Ok(Device::ndarray()),
+        BackendKind::Wgpu => Device::wgpu_options().init_async().await.map_err(device_err),
+    }
+}

@@ -1,0 +1,155 @@
+//! Tokenization and batching exactly as TRL's `KTOTrainer` (see `../shared/docs/trl_conventions.md`):
+//! EOS appended as text, prompt and prompt+completion tokenized jointly and split at their common
+//! prefix, KL completions rotated by one inside each batch-sized chunk, right truncation and padding.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::data::KtoExample;
+use crate::error::config_err;
+use crate::tokenizer::Tokenizer;
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizedRow {
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    pub label: bool,
+}
+
+/// Tokenize one row like TRL `_prepare_dataset`.
+pub fn tokenize_row(tok: &Tokenizer, ex: &KtoExample) -> TokenizedRow {
+    let eos = tok.eos_text();
+    let completion = if ex.completion.ends_with(&eos) { ex.completion.clone() } else { format!("{}{eos}", ex.completion) };
+    let prompt_tok = tok.encode(&ex.prompt, true);
+    let full = tok.encode(&format!("{}{completion}", ex.prompt), true);
+    let k = prompt_tok.iter().zip(&full).take_while(|(a, b)| a == b).count();
+    TokenizedRow { prompt_ids: full[..k].to_vec(), completion_ids: full[k..].to_vec(), label: ex.label }
+}
+
+/// `KL_completion_ids[i] = completion_ids[i-1]` inside consecutive chunks of `batch_size` rows;
+/// the first row of a chunk takes the chunk's last completion.
+pub fn kl_completions(rows: &[TokenizedRow], batch_size: usize) -> Vec<Vec<u32>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        for i in 0..chunk.len() {
+            let j = if i == 0 { chunk.len() - 1 } else { i - 1 };
+            out.push(chunk[j].completion_ids.clone());
+        }
+    }
+    out
+}
+
+/// A right-padded batch of sequences on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collated {
+    pub batch: usize,
+    pub len: usize,
+    /// `[batch * len]`, padded with `pad_id`
+    pub ids: Vec<u32>,
+    /// `[batch * len]`: 1 on kept completion tokens, 0 on prompt and padding
+    pub completion_mask: Vec<f32>,
+    /// real (unpadded) length of each row
+    pub lengths: Vec<usize>,
+}
+
+/// `(prompt_ids + completion_ids)[:max_length]`, right-padded to the longest row.
+pub fn collate(seqs: &[(&[u32], &[u32])], max_length: usize, pad_id: u32) -> Collated {
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = seqs
+        .iter()
+        .map(|(p, c)| {
+            let mut ids: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
+            let mut mask: Vec<f32> = p.iter().map(|_| 0.0).chain(c.iter().map(|_| 1.0)).collect();
+            ids.truncate(max_length);
+            mask.truncate(max_length);
+            (ids, mask)
+        })
+        .collect();
+    let len = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let mut out = Collated { batch: rows.len(), len, ids: vec![], completion_mask: vec![], lengths: vec![] };
+    for (ids, mask) in rows {
+        out.lengths.push(ids.len());
+        let pad = len - ids.len();
+        out.ids.extend(ids.into_iter().chain(std::iter::repeat_n(pad_id, pad)));
+        out.completion_mask.extend(mask.into_iter().chain(std::iter::repeat_n(0.0, pad)));
+    }
+    out
+}
+
+impl Collated {
+    pub fn ids_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        let ids: Vec<i32> = self.ids.iter().map(|&t| t as i32).collect();
+        Tensor::from_data(TensorData::new(ids, [self.batch, self.len]), device)
+    }
+    pub fn mask_tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(self.completion_mask.clone(), [self.batch, self.len]), device)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KtoBatch {
+    pub main: Collated,
+    /// The mismatched (prompt_i, completion_{i-1}) sequences; `None` for `apo_zero_unpaired`.
+    pub kl: Option<Collated>,
+    pub labels: Vec<bool>,
+}
+
+/// Tokenized rows in training order with their KL completions fixed, ready to batch.
+#[derive(Debug, Clone)]
+pub struct KtoDataset {
+    pub rows: Vec<TokenizedRow>,
+    pub kl_completions: Vec<Vec<u32>>,
+    pub batch_size: usize,
+    pub max_length: usize,
+    pub pad_id: u32,
+    /// Rows dropped because the prompt alone reached `max_length`.
+    pub dropped: usize,
+}
+
+impl KtoDataset {
+    /// `examples` must already be in training order (shuffle before, as TRL users must).
+    pub fn new(tok: &Tokenizer, examples: &[KtoExample], batch_size: usize, max_length: usize, with_kl: bool) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(config_err("batch size must be at least 1"));
+        }
+        if with_kl && batch_size < 2 {
+            return Err(config_err(
+                "KTO needs a batch size of at least 2: its reference point (the KL term) pairs each prompt with \
+                 another row's completion. Raise the batch size, or use the apo-zero loss, which has no KL term",
+            ));
+        }
+        if max_length < 2 {
+            return Err(config_err("max length must be at least 2 tokens"));
+        }
+        let all: Vec<TokenizedRow> = examples.iter().map(|e| tokenize_row(tok, e)).collect();
+        let total = all.len();
+        let rows: Vec<TokenizedRow> = all.into_iter().filter(|r| r.prompt_ids.len() < max_length).collect();
+        let dropped = total - rows.len();
+        if rows.is_empty() {
+            return Err(crate::Error::Data(if total == 0 {
+                "the dataset is empty: label some completions first".into()
+            } else {
+                format!("all {total} rows were dropped: every prompt is at least max length ({max_length}) tokens long")
+            }));
+        }
+        let kl_completions = if with_kl { kl_completions(&rows, batch_size) } else { Vec::new() };
+        Ok(Self { rows, kl_completions, batch_size, max_length, pad_id: tok.pad_id(), dropped })
+    }
+
+    pub fn num_batches(&self) -> usize {
+        self.rows.len().div_ceil(self.batch_size)
+    }
+
+    /// Batch `i` (modulo the number of batches, so training can run for more than one epoch).
+    pub fn batch(&self, i: usize) -> KtoBatch {
+        let b = i % self.num_batches();
+        let range = b * self.batch_size..((b + 1) * self.batch_size).min(self.rows.len());
+        let rows = &self.rows[range.clone()];
+        let main: Vec<(&[u32], &[u32])> = rows.iter().map(|r| (r.prompt_ids.as_slice(), r.completion_ids.as_slice())).collect();
+        let kl = (!self.kl_completions.is_empty()).then(|| {
+            let seqs: Vec<(&[u32], &[u32])> =
+                rows.iter().zip(&self.kl_completions[range]).map(|(r, c)| (r.prompt_ids.as_slice(), c.as_slice())).collect();
+            collate(&seqs, self.max_length, self.pad_id)
+        });
+        KtoBatch { main: collate(&main, self.max_length, self.pad_id), kl, labels: rows.iter().map(|r| r.label).collect() }
+    }
+}

@@ -1,0 +1,65 @@
+//! TRL's unpaired preference rows `{"prompt", "completion", "label"}` as JSONL. Paired rows
+//! `{"prompt", "chosen", "rejected"}` are unpaired into two rows, as TRL's
+//! `unpair_preference_dataset` does (here each pair's two rows stay adjacent; TRL emits a
+//! 1000-row block's chosen rows before its rejected ones, which only changes the order).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KtoExample {
+    pub prompt: String,
+    pub completion: String,
+    /// true = desirable (👍), false = undesirable (👎)
+    pub label: bool,
+}
+
+fn row_err(line: usize, msg: impl std::fmt::Display) -> Error {
+    Error::Data(format!("JSONL line {line}: {msg}"))
+}
+
+fn string_field(obj: &serde_json::Map<String, Value>, key: &str, line: usize) -> Result<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(row_err(line, format!("field \"{key}\" must be a string, got {other}"))),
+        None => Err(row_err(line, format!("missing field \"{key}\""))),
+    }
+}
+
+/// Parse JSONL text; blank lines are skipped, any bad row is an error naming its line number.
+pub fn parse_jsonl(text: &str) -> Result<Vec<KtoExample>> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(raw).map_err(|e| row_err(line, format!("not valid JSON ({e})")))?;
+        let Value::Object(obj) = value else {
+            return Err(row_err(line, "expected a JSON object like {\"prompt\": ..., \"completion\": ..., \"label\": true}"));
+        };
+        if obj.contains_key("chosen") || obj.contains_key("rejected") {
+            let prompt = string_field(&obj, "prompt", line)?;
+            let chosen = string_field(&obj, "chosen", line)?;
+            let rejected = string_field(&obj, "rejected", line)?;
+            out.push(KtoExample { prompt: prompt.clone(), completion: chosen, label: true });
+            out.push(KtoExample { prompt, completion: rejected, label: false });
+            continue;
+        }
+        let prompt = string_field(&obj, "prompt", line)?;
+        let completion = string_field(&obj, "completion", line)?;
+        let label = match obj.get("label") {
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(row_err(line, format!("field \"label\" must be true or false, got {other}"))),
+            None => return Err(row_err(line, "missing field \"label\" (true = desirable, false = undesirable)")),
+        };
+        out.push(KtoExample { prompt, completion, label });
+    }
+    Ok(out)
+}
+
+pub fn to_jsonl(rows: &[KtoExample]) -> String {
+    rows.iter().map(|r| serde_json::to_string(r).expect("plain struct serializes") + "\n").collect()
+}

@@ -1,0 +1,165 @@
+//! The KTO loss (`../shared/docs/kto_spec.md` §1, TRL `_compute_loss`) and its metrics.
+//!
+//! Implied reward r = log πθ(y|x) − log πref(y|x) (summed completion log-probs). Reference point
+//! z = max(0, mean KL log-ratio on mismatched pairs), a detached constant. Desirable rows lose
+//! λ_D·(1 − σ(β(r − z))): a gain relative to z; undesirable rows lose λ_U·(1 − σ(β(z − r))).
+
+use burn::tensor::activation::{log_softmax, sigmoid};
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossType {
+    /// KTO with the KL reference point z.
+    Kto,
+    /// TRL's `apo_zero_unpaired`: KTO with z ≡ 0, no KL sequences.
+    ApoZeroUnpaired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KtoLossConfig {
+    pub beta: f64,
+    pub desirable_weight: f64,
+    pub undesirable_weight: f64,
+    pub loss_type: LossType,
+}
+
+impl Default for KtoLossConfig {
+    fn default() -> Self {
+        Self { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.0, loss_type: LossType::Kto }
+    }
+}
+
+/// Summed log-probability of the completion tokens of each row: logits at position t predict
+/// token t+1, and `completion_mask` (shifted the same way) selects which predictions count.
+pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: Tensor<2>) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let logp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
+    let token_logp = logp.gather(2, targets).reshape([b, t - 1]);
+    (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
+}
+
+/// z0: the mean of the per-group mean KL log-ratios, then clamped at 0 (TRL averages each
+/// process's mean and clamps after; with one process there is one group).
+pub fn reference_point(groups: &[&[f64]]) -> f64 {
+    let means: Vec<f64> = groups.iter().filter(|g| !g.is_empty()).map(|g| g.iter().sum::<f64>() / g.len() as f64).collect();
+    if means.is_empty() {
+        return 0.0;
+    }
+    (means.iter().sum::<f64>() / means.len() as f64).max(0.0)
+}
+
+/// Per-example losses for rewards `r` (policy − reference log-probs) against the reference
+/// point `z`. TRL computes `1 − sigmoid` literally in fp32, and so does this.
+pub fn kto_losses(rewards: Tensor<1>, z: f64, labels: &[bool], cfg: &KtoLossConfig) -> Tensor<1> {
+    let device = rewards.device();
+    let n = labels.len();
+    let sign: Vec<f32> = labels.iter().map(|&d| if d { 1.0 } else { -1.0 }).collect();
+    let weight: Vec<f32> =
+        labels.iter().map(|&d| if d { cfg.desirable_weight } else { cfg.undesirable_weight } as f32).collect();
+    let sign = Tensor::<1>::from_data(TensorData::new(sign, [n]), &device);
+    let weight = Tensor::<1>::from_data(TensorData::new(weight, [n]), &device);
+    let u = (rewards.sub_scalar(z) * sign).mul_scalar(cfg.beta);
+    (sigmoid(u).neg().add_scalar(1.0)) * weight
+}
+
+/// Metrics of one optimizer step, named as TRL logs them. A class absent from the batch has no
+/// `rewards/*` or `logps/*` entry (and no margin), rather than a misleading zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub step: usize,
+    pub loss: f64,
+    pub kl: f64,
+    #[serde(rename = "rewards/chosen", skip_serializing_if = "Option::is_none", default)]
+    pub rewards_chosen: Option<f64>,
+    #[serde(rename = "rewards/rejected", skip_serializing_if = "Option::is_none", default)]
+    pub rewards_rejected: Option<f64>,
+    #[serde(rename = "rewards/margins", skip_serializing_if = "Option::is_none", default)]
+    pub rewards_margins: Option<f64>,
+    #[serde(rename = "logps/chosen", skip_serializing_if = "Option::is_none", default)]
+    pub logps_chosen: Option<f64>,
+    #[serde(rename = "logps/rejected", skip_serializing_if = "Option::is_none", default)]
+    pub logps_rejected: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grad_norm: Option<f64>,
+    pub learning_rate: f64,
+    /// Per-example implied rewards β·r and labels of the step's rows (for plots of the batch).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub rewards: Vec<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub labels: Vec<bool>,
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Metrics of one microbatch from host values.
+pub fn batch_metrics(policy_logps: &[f64], ref_logps: &[f64], labels: &[bool], z: f64, loss: f64, beta: f64) -> Metrics {
+    let r: Vec<f64> = policy_logps.iter().zip(ref_logps).map(|(p, q)| p - q).collect();
+    let pick = |want: bool, xs: &[f64]| mean(xs.iter().zip(labels).filter(|(_, l)| **l == want).map(|(x, _)| *x));
+    let chosen = pick(true, &r).map(|m| beta * m);
+    let rejected = pick(false, &r).map(|m| beta * m);
+    Metrics {
+        loss,
+        kl: z,
+        rewards_chosen: chosen,
+        rewards_rejected: rejected,
+        rewards_margins: chosen.zip(rejected).map(|(c, r)| c - r),
+        logps_chosen: pick(true, policy_logps),
+        logps_rejected: pick(false, policy_logps),
+        rewards: r.iter().map(|x| beta * x).collect(),
+        labels: labels.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Average microbatch metrics into one optimizer step's (a class's metrics are averaged over the
+/// microbatches where it was present).
+pub fn average_metrics(parts: &[Metrics]) -> Metrics {
+    let avg = |f: &dyn Fn(&Metrics) -> Option<f64>| mean(parts.iter().filter_map(f));
+    let chosen = avg(&|m| m.rewards_chosen);
+    let rejected = avg(&|m| m.rewards_rejected);
+    Metrics {
+        loss: avg(&|m| Some(m.loss)).unwrap_or(f64::NAN),
+        kl: avg(&|m| Some(m.kl)).unwrap_or(0.0),
+        rewards_chosen: chosen,
+        rewards_rejected: rejected,
+        rewards_margins: chosen.zip(rejected).map(|(c, r)| c - r),
+        logps_chosen: avg(&|m| m.logps_chosen),
+        logps_rejected: avg(&|m| m.logps_rejected),
+        rewards: parts.iter().flat_map(|m| m.rewards.iter().copied()).collect(),
+        labels: parts.iter().flat_map(|m| m.labels.iter().copied()).collect(),
+        ..Default::default()
+    }
+}
+
+/// TRL's class-imbalance advice: weights such that λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImbalanceAdvice {
+    /// Suggested desirable_weight range (for the current undesirable weight), rounded to 2 decimals.
+    pub desirable_weight: (f64, f64),
+    /// Suggested undesirable_weight range (for the current desirable weight).
+    pub undesirable_weight: (f64, f64),
+    /// True when neither weight is inside its range: TRL warns then.
+    pub warn: bool,
+}
+
+pub fn imbalance_advice(n_desirable: usize, n_undesirable: usize, desirable_weight: f64, undesirable_weight: f64) -> Option<ImbalanceAdvice> {
+    if n_desirable == 0 || n_undesirable == 0 {
+        return None;
+    }
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let (nd, nu) = (n_desirable as f64, n_undesirable as f64);
+    let d = (round2(nu * undesirable_weight / nd), round2(1.33 * nu * undesirable_weight / nd));
+    let u = (round2(nd * desirable_weight / (1.33 * nu)), round2(nd * desirable_weight / nu));
+    let inside = |x: f64, (lo, hi): (f64, f64)| x >= lo && x <= hi;
+    Some(ImbalanceAdvice {
+        desirable_weight: d,
+        undesirable_weight: u,
+        warn: !(inside(desirable_weight, d) || inside(undesirable_weight, u)),
+    })
+}

@@ -1,0 +1,285 @@
+//! The KTO training loop: policy (trainable, on the autodiff device) and reference (a frozen
+//! copy on the plain device, so it never builds a graph); gradient accumulation, global-norm
+//! clipping and burn's AdamW/SGD. Written by hand because `burn-train` does not run on wasm.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::batch::{Collated, KtoBatch, KtoDataset};
+use super::data::KtoExample;
+use super::loss::{average_metrics, batch_metrics, kto_losses, reference_point, sequence_logps, KtoLossConfig, LossType, Metrics};
+use crate::error::{config_err, device_err};
+use crate::model::{Llama, LlamaWeights};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    #[serde(flatten)]
+    pub loss: KtoLossConfig,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay (Hugging Face's default is 0).
+    pub weight_decay: f64,
+    /// Rows per microbatch: also the block inside which KL completions are rotated.
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    /// Clip the global gradient norm to this (Hugging Face's `max_grad_norm`); `None` = no clipping.
+    pub max_grad_norm: Option<f64>,
+    pub max_length: usize,
+    pub steps: usize,
+    /// Shuffle the rows once (seeded) before batching; TRL itself never shuffles.
+    pub shuffle: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            loss: KtoLossConfig::default(),
+            optimizer: OptimizerKind::Adamw,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            batch_size: 8,
+            grad_accum: 1,
+            max_grad_norm: Some(1.0),
+            max_length: 1024,
+            steps: 30,
+            shuffle: true,
+            seed: 42,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let c = &self.loss;
+        if !(c.beta > 0.0 && c.beta.is_finite()) {
+            return Err(config_err(format!("beta must be > 0, got {}", c.beta)));
+        }
+        if !(c.desirable_weight >= 0.0 && c.undesirable_weight >= 0.0) {
+            return Err(config_err("desirable and undesirable weights must be >= 0"));
+        }
+        if !(self.learning_rate >= 0.0 && self.learning_rate.is_finite()) {
+            return Err(config_err(format!("learning rate must be a finite number >= 0, got {}", self.learning_rate)));
+        }
+        if self.grad_accum == 0 {
+            return Err(config_err("gradient accumulation must be at least 1"));
+        }
+        if self.max_grad_norm.is_some_and(|m| m <= 0.0) {
+            return Err(config_err("max grad norm must be > 0 (or off)"));
+        }
+        Ok(())
+    }
+
+    /// Tokenize and batch `examples` per TRL, after the optional seeded shuffle.
+    pub fn dataset(&self, tok: &Tokenizer, examples: &[KtoExample]) -> Result<KtoDataset> {
+        self.validate()?;
+        let mut rows = examples.to_vec();
+        if self.shuffle {
+            rows.shuffle(&mut StdRng::seed_from_u64(self.seed));
+        }
+        KtoDataset::new(tok, &rows, self.batch_size, self.max_length, self.loss.loss_type == LossType::Kto)
+    }
+}
+
+pub struct Trainer {
+    policy: Llama,
+    reference: Llama,
+    optim: burn::optim::ModuleOptimizer,
+    cfg: TrainConfig,
+    device: Device,
+    ad_device: Device,
+    step: usize,
+    next_batch: usize,
+}
+
+async fn read(tx: Transaction) -> Result<Vec<Vec<f64>>> {
+    let data = tx.execute_async().await.map_err(device_err)?;
+    data.into_iter()
+        .map(|d| d.convert::<f64>().try_into_vec::<f64>().map_err(|e| device_err(format!("{e:?}"))))
+        .collect()
+}
+
+fn seq_logps(model: &Llama, c: &Collated, device: &Device) -> Tensor<1> {
+    let ids = c.ids_tensor(device);
+    let logits = model.forward(ids.clone(), &c.lengths);
+    sequence_logps(logits, ids, c.mask_tensor(device))
+}
+
+/// Σ‖g‖² over every parameter's gradient, as a device scalar (a tied weight is one parameter).
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.square().sum();
+            self.sum = Some(match self.sum.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
+        }
+    }
+}
+
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register::<D>(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+impl Trainer {
+    /// `device` is the plain (non-autodiff) device; the policy trains on `device.autodiff()`.
+    pub fn new(weights: &LlamaWeights, device: &Device, cfg: TrainConfig) -> Result<Self> {
+        Self::with_reference(weights, weights, device, cfg)
+    }
+
+    /// Start from `policy` weights, measured against a different `reference` (e.g. to evaluate a
+    /// trained checkpoint against its base model).
+    pub fn with_reference(policy: &LlamaWeights, reference: &LlamaWeights, device: &Device, cfg: TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        if policy.config != reference.config {
+            return Err(config_err("the policy and reference models have different architectures"));
+        }
+        let ad_device = device.clone().autodiff();
+        let optim = match cfg.optimizer {
+            OptimizerKind::Adamw => AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(cfg.weight_decay as f32).init(),
+            OptimizerKind::Sgd => SgdConfig::new().init(),
+        };
+        Ok(Self {
+            policy: Llama::from_weights(policy, &ad_device),
+            reference: Llama::from_weights(reference, device),
+            optim,
+            cfg,
+            device: device.clone(),
+            ad_device,
+            step: 0,
+            next_batch: 0,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+    /// The trained model for inference (no autodiff).
+    pub fn policy(&self) -> Llama {
+        self.policy.valid()
+    }
+    pub fn reference(&self) -> &Llama {
+        &self.reference
+    }
+    /// The trainable model itself (on the autodiff device), for gradient checks.
+    pub fn policy_autodiff(&self) -> &Llama {
+        &self.policy
+    }
+
+    /// Loss, metrics and (with `backward`) gradients of one microbatch, scaled by `scale`.
+    pub async fn microbatch(&self, batch: &KtoBatch, backward: bool, scale: f64) -> Result<(Metrics, Option<GradientsParams>)> {
+        let cfg = &self.cfg.loss;
+        let n = batch.labels.len();
+        // Reference log-probs and the KL reference point need no graph: plain device.
+        let mut tx = Transaction::default().register(seq_logps(&self.reference, &batch.main, &self.device));
+        let frozen = self.policy.valid();
+        if let (Some(kl), LossType::Kto) = (&batch.kl, cfg.loss_type) {
+            tx = tx.register(seq_logps(&frozen, kl, &self.device)).register(seq_logps(&self.reference, kl, &self.device));
+        }
+        let host = read(tx).await?;
+        let ref_logps = &host[0];
+        let z = if host.len() == 3 {
+            let diffs: Vec<f64> = host[1].iter().zip(&host[2]).map(|(p, r)| p - r).collect();
+            reference_point(&[&diffs])
+        } else {
+            0.0
+        };
+        let (model, device) = if backward { (&self.policy, &self.ad_device) } else { (&frozen, &self.device) };
+        let policy_logps = seq_logps(model, &batch.main, device);
+        let ref_t = Tensor::<1>::from_data(TensorData::new(ref_logps.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
+        let loss = kto_losses(policy_logps.clone() - ref_t, z, &batch.labels, cfg).mean();
+        let grads = backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
+        let host = read(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
+        let metrics = batch_metrics(&host[1], ref_logps, &batch.labels, z, host[0][0], cfg.beta);
+        Ok((metrics, grads))
+    }
+
+    /// One optimizer step over `grad_accum` microbatches. On a non-finite loss or gradient the
+    /// weights are left untouched and an error says so.
+    pub async fn step(&mut self, data: &KtoDataset) -> Result<Metrics> {
+        let accum = self.cfg.grad_accum;
+        let mut acc = GradientsAccumulator::<Llama>::new();
+        let mut parts = Vec::with_capacity(accum);
+        for _ in 0..accum {
+            let batch = data.batch(self.next_batch);
+            self.next_batch += 1;
+            let (m, grads) = self.microbatch(&batch, true, 1.0 / accum as f64).await?;
+            parts.push(m);
+            acc.accumulate(&self.policy, grads.expect("backward requested"));
+        }
+        let mut grads = acc.grads();
+        let mut norm = SquaredNorm { grads: &grads, sum: None };
+        self.policy.visit(&mut norm);
+        let sq = match norm.sum {
+            Some(s) => read(Transaction::default().register(s)).await?[0][0],
+            None => 0.0,
+        };
+        let grad_norm = sq.sqrt();
+        let mut metrics = average_metrics(&parts);
+        if !metrics.loss.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "step {}: the loss ({}) or gradient norm ({grad_norm}) is not finite; training stopped and the weights \
+                 are those of the previous step. Lower the learning rate or beta.",
+                self.step + 1,
+                metrics.loss
+            )));
+        }
+        if let Some(max) = self.cfg.max_grad_norm {
+            // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6) when that is < 1.
+            let coef = max / (grad_norm + 1e-6);
+            if coef < 1.0 {
+                self.policy.visit(&mut Scale { grads: &mut grads, factor: coef });
+            }
+        }
+        self.policy = self.optim.step(self.cfg.learning_rate, self.policy.clone(), grads);
+        self.step += 1;
+        metrics.step = self.step;
+        metrics.grad_norm = Some(grad_norm);
+        metrics.learning_rate = self.cfg.learning_rate;
+        Ok(metrics)
+    }
+
+    /// Loss and metrics over every batch of `data` without updating (averaged per batch).
+    pub async fn evaluate(&self, data: &KtoDataset) -> Result<Metrics> {
+        let mut parts = Vec::with_capacity(data.num_batches());
+        for i in 0..data.num_batches() {
+            parts.push(self.microbatch(&data.batch(i), false, 1.0).await?.0);
+        }
+        let mut m = average_metrics(&parts);
+        m.step = self.step;
+        Ok(m)
+    }
+}

@@ -1,0 +1,20 @@
+//! KTO Studio's engine: load a small Llama-family model, tokenize, generate, and fine-tune it with
+//! KTO, on whatever burn device the caller picks (WebGPU in the browser, wgpu/Vulkan or CPU
+//! natively). Everything here is platform-neutral; `wasm` is the only module that knows the web.
+
+pub mod bundle;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod formats;
+pub mod generate;
+pub mod kto;
+pub mod model;
+pub mod tokenizer;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use bundle::ModelBundle;
+pub use device::BackendKind;
+pub use error::{Error, Result};

@@ -1,0 +1,238 @@
+//! The wasm boundary: the only module that knows about wasm-bindgen. It keeps the engine's state
+//! for one Web Worker and turns every engine error into a JavaScript `Error` with its message.
+//!
+//! Async exports take owned arguments and never hold a borrow of the state across an `await`:
+//! cheap handles (device, models) are cloned out, and the trainer is taken out for a step and put
+//! back, so a message that arrives mid-step gets a "busy" error instead of a panic.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::generate::{generate as run_generate, SamplingConfig};
+use crate::kto::{imbalance_advice as advice, parse_jsonl, to_jsonl, KtoDataset, KtoExample, TrainConfig, Trainer};
+use crate::model::Llama;
+use crate::{BackendKind, Error, ModelBundle};
+
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// Runs once when the module is instantiated. cubecl registers kernels through static
+/// constructors; if nothing calls them here, wasm-ld wraps every export in a stub that re-runs
+/// them all on each call (a 10x slowdown, see ../shared/docs/wasm_webgpu_notes.md).
+#[wasm_bindgen(start)]
+pub fn start() {
+    unsafe { __wasm_call_ctors() };
+    console_error_panic_hook::set_once();
+}
+
+#[derive(Default)]
+struct State {
+    device: Option<(Device, BackendKind)>,
+    bundle: Option<Rc<ModelBundle>>,
+    base: Option<Llama>,
+    trained: Option<Llama>,
+    trainer: Option<Trainer>,
+    dataset: Option<Rc<KtoDataset>>,
+    /// True while a train step has the trainer out of the state.
+    stepping: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+}
+
+fn with<R>(f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, JsError> {
+    STATE.with(|s| f(&mut s.borrow_mut())).map_err(js_err)
+}
+
+fn need<T: Clone>(v: &Option<T>, what: &str) -> Result<T, Error> {
+    v.clone().ok_or_else(|| Error::Config(format!("{what} first")))
+}
+
+/// Initialize the compute device: "wgpu" (WebGPU) or "cpu" (burn's ndarray in wasm).
+/// Returns `{backend, device}`.
+#[wasm_bindgen]
+pub async fn init(backend: String) -> Result<JsValue, JsError> {
+    let kind: BackendKind = backend.parse().map_err(js_err)?;
+    let device = crate::device::init_async(kind).await.map_err(js_err)?;
+    let info = serde_json::json!({ "backend": kind.to_string(), "device": format!("{device:?}") });
+    with(|s| {
+        // A new device invalidates every tensor made on the old one.
+        *s = State { device: Some((device, kind)), bundle: s.bundle.take(), ..Default::default() };
+        if let Some(b) = s.bundle.clone() {
+            s.base = Some(Llama::from_weights(&b.weights, &s.device.as_ref().unwrap().0));
+        }
+        Ok(())
+    })?;
+    to_js(&info)
+}
+
+/// Load a llama2.c model and tokenizer from bytes. Returns the architecture summary.
+#[wasm_bindgen]
+pub fn load_llama2c(name: String, model: &[u8], tokenizer: &[u8]) -> Result<JsValue, JsError> {
+    let bundle = ModelBundle::from_llama2c(&name, model, tokenizer).map_err(js_err)?;
+    let info = serde_json::json!({
+        "name": bundle.name,
+        "format": "llama2.c",
+        "config": bundle.weights.config,
+        "parameters": bundle.weights.config.num_params(),
+        "eos_text": bundle.tokenizer.eos_text(),
+    });
+    with(|s| {
+        let (device, _) = need(&s.device, "initialize a device (init)")?;
+        if s.stepping {
+            return Err(Error::Config("a training step is running; cancel training before loading a model".into()));
+        }
+        s.base = Some(Llama::from_weights(&bundle.weights, &device));
+        s.bundle = Some(Rc::new(bundle));
+        s.trained = None;
+        s.trainer = None;
+        s.dataset = None;
+        Ok(())
+    })?;
+    to_js(&info)
+}
+
+/// Sample `n` completions of `prompt` from the "base" or "trained" model; `on_text(i, text)` is
+/// called as each sample grows. Returns `[{ids, text, finished}]`.
+#[wasm_bindgen]
+pub async fn generate(prompt: String, n: usize, sampling: JsValue, which: String, on_text: js_sys::Function) -> Result<JsValue, JsError> {
+    let cfg: SamplingConfig = if sampling.is_undefined() || sampling.is_null() {
+        SamplingConfig::default()
+    } else {
+        serde_wasm_bindgen::from_value(sampling).map_err(|e| js_err(format!("bad sampling settings: {e}")))?
+    };
+    let (model, bundle, device) = with(|s| {
+        let model = match which.as_str() {
+            "base" => need(&s.base, "load a model")?,
+            "trained" => need(&s.trained, "train the model (or restore trained weights)")?,
+            other => return Err(Error::Config(format!("unknown model '{other}': use base or trained"))),
+        };
+        Ok((model, need(&s.bundle, "load a model")?, need(&s.device, "initialize a device")?.0))
+    })?;
+    let samples = run_generate(&model, &bundle.tokenizer, &device, &prompt, n, &cfg, |i, text| {
+        let _ = on_text.call2(&JsValue::NULL, &JsValue::from(i as u32), &JsValue::from_str(text));
+    })
+    .await
+    .map_err(js_err)?;
+    to_js(&samples)
+}
+
+/// Parse TRL JSONL (unpaired or paired rows) into `[{prompt, completion, label}]`.
+#[wasm_bindgen]
+pub fn parse_jsonl_rows(text: &str) -> Result<JsValue, JsError> {
+    to_js(&parse_jsonl(text).map_err(js_err)?)
+}
+
+/// `[{prompt, completion, label}]` → TRL JSONL text.
+#[wasm_bindgen]
+pub fn rows_to_jsonl(rows: JsValue) -> Result<String, JsError> {
+    let rows: Vec<KtoExample> = serde_wasm_bindgen::from_value(rows).map_err(|e| js_err(format!("bad rows: {e}")))?;
+    Ok(to_jsonl(&rows))
+}
+
+/// TRL's class-balance advice for the given counts and weights (null when a class is empty).
+#[wasm_bindgen]
+pub fn imbalance_advice(n_desirable: usize, n_undesirable: usize, desirable_weight: f64, undesirable_weight: f64) -> Result<JsValue, JsError> {
+    to_js(&advice(n_desirable, n_undesirable, desirable_weight, undesirable_weight))
+}
+
+/// Start a training run from the base model on `rows` with `config` (a TrainConfig object).
+/// Returns `{rows, dropped, batches}`.
+#[wasm_bindgen]
+pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
+    let rows: Vec<KtoExample> = serde_wasm_bindgen::from_value(rows).map_err(|e| js_err(format!("bad rows: {e}")))?;
+    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let info = with(|s| {
+        if s.stepping {
+            return Err(Error::Config("a training step is still running".into()));
+        }
+        let bundle = need(&s.bundle, "load a model")?;
+        let (device, _) = need(&s.device, "initialize a device")?;
+        let data = cfg.dataset(&bundle.tokenizer, &rows)?;
+        let info = serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
+        s.trainer = Some(Trainer::new(&bundle.weights, &device, cfg)?);
+        s.dataset = Some(Rc::new(data));
+        Ok(info)
+    })?;
+    to_js(&info)
+}
+
+/// One optimizer step of the current run. Returns the step's metrics (TRL names).
+#[wasm_bindgen]
+pub async fn train_step() -> Result<JsValue, JsError> {
+    let (mut trainer, data) = with(|s| {
+        if s.stepping {
+            return Err(Error::Config("a training step is already running".into()));
+        }
+        let data = need(&s.dataset, "start a training run")?;
+        let trainer = s.trainer.take().ok_or_else(|| Error::Config("start a training run first".into()))?;
+        s.stepping = true;
+        Ok((trainer, data))
+    })?;
+    let result = trainer.step(&data).await;
+    with(|s| {
+        s.stepping = false;
+        s.trained = Some(trainer.policy());
+        s.trainer = Some(trainer);
+        Ok(())
+    })?;
+    to_js(&result.map_err(js_err)?)
+}
+
+/// The trained weights as a llama2.c checkpoint (downloadable, and loadable by the CLI).
+#[wasm_bindgen]
+pub async fn export_trained() -> Result<Vec<u8>, JsError> {
+    let model = with(|s| need(&s.trained, "train the model"))?;
+    let weights = model.to_weights().await.map_err(js_err)?;
+    crate::formats::llama2c::save(&weights).map_err(js_err)
+}
+
+/// Restore trained weights saved earlier (a llama2.c checkpoint of the loaded model's shape).
+#[wasm_bindgen]
+pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
+    let weights = crate::formats::llama2c::load(bytes).map_err(js_err)?;
+    with(|s| {
+        let bundle = need(&s.bundle, "load a model")?;
+        if weights.config != bundle.weights.config {
+            return Err(Error::Config("these trained weights belong to a different model architecture".into()));
+        }
+        let (device, _) = need(&s.device, "initialize a device")?;
+        s.trained = Some(Llama::from_weights(&weights, &device));
+        Ok(())
+    })
+}
+
+/// Loss and metrics of the current run's trained policy on the run's data, without updating.
+#[wasm_bindgen]
+pub async fn train_evaluate() -> Result<JsValue, JsError> {
+    let (trainer, data) = with(|s| {
+        if s.stepping {
+            return Err(Error::Config("a training step is running; evaluate after it".into()));
+        }
+        let data = need(&s.dataset, "start a training run")?;
+        let trainer = s.trainer.take().ok_or_else(|| Error::Config("start a training run first".into()))?;
+        s.stepping = true;
+        Ok((trainer, data))
+    })?;
+    let result = trainer.evaluate(&data).await;
+    with(|s| {
+        s.stepping = false;
+        s.trainer = Some(trainer);
+        Ok(())
+    })?;
+    to_js(&result.map_err(js_err)?)
+}

@@ -1,0 +1,79 @@
+// The page <-> worker message protocol, and the page-side client for it.
+//
+// Requests (page -> worker): { id, type, ...args }
+//   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, fallbackReason? }
+//   load      { name, model: ArrayBuffer, tokenizer: ArrayBuffer } -> model info {name, config, parameters}
+//   generate  { prompt, n, sampling, which: 'base'|'trained' } -> [{ ids, text, finished }]
+//             streams { type: 'token', id, sample, text } as text arrives
+//   train     { rows, config }                              -> { steps, status: 'done'|'cancelled' }
+//             streams { type: 'progress', id, step, total, metrics, elapsedMs } once per step
+//   pause | resume | cancel  {}                             -> {} (control the running train)
+//   evaluate  {}                                            -> metrics of the trained model on the run's data
+//   export    {}                                            -> { bytes: ArrayBuffer } llama2.c checkpoint
+//   restore   { bytes: ArrayBuffer }                        -> {}
+//   parseJsonl { text }                                     -> [{ prompt, completion, label }]
+//   toJsonl   { rows }                                      -> string
+//   advice    { nD, nU, wD, wU }                            -> TRL imbalance advice or null
+// Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
+// `fatal` means the wasm instance trapped (a bug): the client restarts the worker.
+
+export class EngineClient {
+  constructor(workerUrl) {
+    this.workerUrl = workerUrl;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.listeners = new Set();
+    this.start();
+  }
+
+  start() {
+    this.worker = new Worker(this.workerUrl, { type: 'module' });
+    this.worker.onmessage = (e) => this.onMessage(e.data);
+    this.worker.onerror = (e) => this.emit({ type: 'crash', message: e.message || 'the engine worker failed to start' });
+  }
+
+  onMessage(msg) {
+    if (msg.type === 'result' || msg.type === 'error') {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.type === 'result') p.resolve(msg.value);
+      else {
+        const err = new Error(msg.message);
+        err.fatal = !!msg.fatal;
+        p.reject(err);
+        if (msg.fatal) this.emit({ type: 'crash', message: msg.message });
+      }
+      return;
+    }
+    const p = this.pending.get(msg.id);
+    if (p && p.onEvent) p.onEvent(msg);
+    this.emit(msg);
+  }
+
+  emit(msg) {
+    for (const l of this.listeners) l(msg);
+  }
+
+  on(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Send a request; `onEvent` receives its streamed events (tokens, progress). */
+  call(type, args = {}, { onEvent, transfer = [] } = {}) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onEvent });
+      this.worker.postMessage({ id, type, ...args }, transfer);
+    });
+  }
+
+  /** Replace a crashed worker; the caller re-runs init and load. */
+  restart() {
+    this.worker.terminate();
+    for (const p of this.pending.values()) p.reject(new Error('the engine was restarted'));
+    this.pending.clear();
+    this.start();
+  }
+}

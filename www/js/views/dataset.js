@@ -1,0 +1,76 @@
+// Dataset: the labelled rows in IndexedDB — list, edit, delete, import/export TRL JSONL, class
+// counts and TRL's imbalance advice.
+import { $, el, download, num, showError } from '../util.js';
+import { labels } from '../storage.js';
+
+export function initDatasetView(app) {
+  const tbody = $('#rows');
+  const error = $('#dataset-error');
+
+  async function refresh() {
+    const rows = await labels.all();
+    const nD = rows.filter((r) => r.label).length;
+    const nU = rows.length - nD;
+    $('#count-badge').textContent = `(${rows.length})`;
+    $('#class-counts').textContent = `${rows.length} rows: ${nD} 👍 desirable, ${nU} 👎 undesirable`;
+    $('#class-counts').dataset.desirable = nD;
+    $('#class-counts').dataset.undesirable = nU;
+    const advice = $('#advice');
+    advice.textContent = '';
+    if (nD && nU) {
+      try {
+        const a = await app.engine.call('advice', { nD, nU, wD: num('w-d'), wU: num('w-u') });
+        advice.textContent = a.warn
+          ? `The classes are imbalanced for the current weights: set λ_D in [${a.desirable_weight.join(', ')}] ` +
+            `or λ_U in [${a.undesirable_weight.join(', ')}] so that λ_D·n_D / (λ_U·n_U) lies in [1, 4/3] (KTO paper, TRL).`
+          : 'Class balance is within the recommended range (λ_D·n_D / λ_U·n_U in [1, 4/3]).';
+      } catch { /* the engine may be restarting; counts still show */ }
+    } else if (rows.length) {
+      advice.textContent = 'Only one class so far: KTO works with either, but label both for a clear signal.';
+    }
+    tbody.replaceChildren(...rows.map(row));
+    return rows;
+  }
+
+  function row(r) {
+    const completion = el('textarea', { 'data-testid': 'row-completion' }, r.completion);
+    completion.addEventListener('change', () => labels.put({ ...r, completion: completion.value }));
+    const toggle = el('button', {
+      'data-testid': 'row-label',
+      'data-label': String(r.label),
+      onclick: async () => { await labels.put({ ...r, label: !r.label }); refresh(); },
+    }, r.label ? '👍' : '👎');
+    return el('tr', { 'data-testid': 'row' },
+      el('td', {}, toggle, r.source === 'auto' ? el('span', { class: 'machine' }, 'auto') : null),
+      el('td', {}, r.prompt),
+      el('td', {}, completion),
+      el('td', {}, el('button', { 'data-testid': 'row-delete', onclick: async () => { await labels.remove(r.id); refresh(); } }, 'delete')));
+  }
+
+  $('#export-jsonl').addEventListener('click', async () => {
+    const rows = await labels.all();
+    const text = await app.engine.call('toJsonl', { rows: rows.map(({ prompt, completion, label }) => ({ prompt, completion, label })) });
+    download('kto-dataset.jsonl', text, 'application/jsonl');
+  });
+
+  $('#import-jsonl').addEventListener('change', async (e) => {
+    const file = e.target.files[0];
+    e.target.value = '';
+    if (!file) return;
+    showError(error, null);
+    try {
+      // The engine's own parser: the same errors (with line numbers) as the CLI.
+      const rows = await app.engine.call('parseJsonl', { text: await file.text() });
+      await labels.addMany(rows.map((r) => ({ ...r, source: 'import' })));
+      await refresh();
+    } catch (err) {
+      showError(error, `Import of ${file.name} failed, nothing was added: ${err.message}`);
+    }
+  });
+
+  $('#clear-dataset').addEventListener('click', async () => {
+    if (confirm('Delete every labelled row?')) { await labels.clear(); refresh(); }
+  });
+  for (const id of ['w-d', 'w-u']) $(`#${id}`).addEventListener('change', refresh);
+  return { refresh };
+}
