@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 chromium binaryen pkg-config curl ca-certificates nodejs npm python3; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium binutils pkg-config curl ca-certificates nodejs npm python3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

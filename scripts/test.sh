@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: set-up, native build, engine tests (CPU + wgpu).
+# The whole test suite from a fresh machine: set-up, build (native + wasm + dist/), the engine
+# tests (CPU + wgpu/Vulkan) and the end-to-end tests in headless Chromium (WebGPU + CPU fallback).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-"$ROOT/scripts/setup.sh"
+"$ROOT/scripts/build.sh"
 cd "$ROOT"
-echo "[test] engine tests (cargo test --release; target dir $CARGO_TARGET_DIR)" >&2
+echo "[test] engine tests: cargo test --release" >&2
 cargo test --release --locked
+echo "[test] browser tests: node --test tests/browser/app.test.mjs (screenshots in test-output/)" >&2
+node --test tests/browser/app.test.mjs

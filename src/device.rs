@@ -66,3 +66,16 @@ pub async fn init_async(kind: BackendKind) -> Result<Device> {
         BackendKind::Wgpu => Device::wgpu_options().init_async().await.map_err(device_err),
     }
 }
+
+/// Read a tensor back to the host. Always async: the browser cannot block on the GPU.
+pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data_async().await.map_err(device_err)?.convert::<f32>().try_into_vec::<f32>().map_err(|e| device_err(format!("{e:?}")))
+}
+
+/// Read several tensors in one transaction (one GPU round trip), as f64.
+pub async fn read_all(tx: burn::tensor::Transaction) -> Result<Vec<Vec<f64>>> {
+    let data = tx.execute_async().await.map_err(device_err)?;
+    data.into_iter()
+        .map(|d| d.convert::<f64>().try_into_vec::<f64>().map_err(|e| device_err(format!("{e:?}"))))
+        .collect()
+}

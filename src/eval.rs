@@ -20,7 +20,7 @@ pub async fn nll(model: &Llama, tok: &Tokenizer, device: &Device, texts: &[&str]
         let batch = collate(&seqs, max_len, tok.pad_id());
         let ids = batch.ids_tensor(device);
         let logps = sequence_logps(model.forward(ids.clone(), &batch.lengths), ids, batch.mask_tensor(device));
-        let host = crate::generate::read_f32(logps).await?;
+        let host = crate::device::read_f32(logps).await?;
         total -= host.iter().map(|&x| x as f64).sum::<f64>();
         count += batch.lengths.iter().map(|l| l - 1).sum::<usize>();
     }

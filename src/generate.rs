@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{config_err, device_err};
+use crate::device::read_f32;
+use crate::error::config_err;
 use crate::model::{KvCache, Llama};
 use crate::tokenizer::Tokenizer;
 use crate::Result;
@@ -39,14 +40,6 @@ pub struct Sample {
     pub text: String,
     /// True when a stop token ended it (false: it ran into max_tokens or the context length).
     pub finished: bool,
-}
-
-pub(crate) async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data_async()
-        .await
-        .map_err(device_err)?
-        .try_into_vec::<f32>()
-        .map_err(|e| device_err(format!("{e:?}")))
 }
 
 /// Generate `n` samples continuing `prompt`; `on_text(i, s)` receives sample i's new text as it comes.

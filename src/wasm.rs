@@ -70,6 +70,9 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
     let device = crate::device::init_async(kind).await.map_err(js_err)?;
     let info = serde_json::json!({ "backend": kind.to_string(), "device": format!("{device:?}") });
     with(|s| {
+        if s.stepping {
+            return Err(Error::Config("a training step is running; cancel training before switching the backend".into()));
+        }
         // A new device invalidates every tensor made on the old one.
         *s = State { device: Some((device, kind)), bundle: s.bundle.take(), ..Default::default() };
         if let Some(b) = s.bundle.clone() {

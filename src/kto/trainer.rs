@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Collated, KtoBatch, KtoDataset};
 use super::data::KtoExample;
 use super::loss::{average_metrics, batch_metrics, kto_losses, reference_point, sequence_logps, KtoLossConfig, LossType, Metrics};
-use crate::error::{config_err, device_err};
+use crate::device::read_all;
+use crate::error::config_err;
 use crate::model::{Llama, LlamaWeights};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -105,13 +106,6 @@ pub struct Trainer {
     ad_device: Device,
     step: usize,
     next_batch: usize,
-}
-
-async fn read(tx: Transaction) -> Result<Vec<Vec<f64>>> {
-    let data = tx.execute_async().await.map_err(device_err)?;
-    data.into_iter()
-        .map(|d| d.convert::<f64>().try_into_vec::<f64>().map_err(|e| device_err(format!("{e:?}"))))
-        .collect()
 }
 
 fn seq_logps(model: &Llama, c: &Collated, device: &Device) -> Tensor<1> {
@@ -209,7 +203,7 @@ impl Trainer {
         if let (Some(kl), LossType::Kto) = (&batch.kl, cfg.loss_type) {
             tx = tx.register(seq_logps(&frozen, kl, &self.device)).register(seq_logps(&self.reference, kl, &self.device));
         }
-        let host = read(tx).await?;
+        let host = read_all(tx).await?;
         let ref_logps = &host[0];
         let z = if host.len() == 3 {
             let diffs: Vec<f64> = host[1].iter().zip(&host[2]).map(|(p, r)| p - r).collect();
@@ -222,7 +216,7 @@ impl Trainer {
         let ref_t = Tensor::<1>::from_data(TensorData::new(ref_logps.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
         let loss = kto_losses(policy_logps.clone() - ref_t, z, &batch.labels, cfg).mean();
         let grads = backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
-        let host = read(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
+        let host = read_all(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
         let metrics = batch_metrics(&host[1], ref_logps, &batch.labels, z, host[0][0], cfg.beta);
         Ok((metrics, grads))
     }
@@ -244,7 +238,7 @@ impl Trainer {
         let mut norm = SquaredNorm { grads: &grads, sum: None };
         self.policy.visit(&mut norm);
         let sq = match norm.sum {
-            Some(s) => read(Transaction::default().register(s)).await?[0][0],
+            Some(s) => read_all(Transaction::default().register(s)).await?[0][0],
             None => 0.0,
         };
         let grad_norm = sq.sqrt();

@@ -9,6 +9,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::weights::{LayerWeights, LlamaConfig, LlamaWeights, RopeLayout};
+use crate::device::read_f32;
 
 /// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
 /// never become all -inf (NaN).
@@ -205,23 +206,20 @@ impl Llama {
 
     /// Read the weights back to the host (async: the browser cannot block on the GPU).
     pub async fn to_weights(&self) -> crate::Result<LlamaWeights> {
-        async fn read1(t: Tensor<1>) -> crate::Result<Vec<f32>> {
-            t.into_data_async().await.map_err(crate::error::device_err)?.try_into_vec::<f32>().map_err(|e| crate::error::device_err(format!("{e:?}")))
-        }
         async fn read_linear(l: &Linear) -> crate::Result<Vec<f32>> {
             // back from burn's [in, out] to [out, in]
-            read1(l.weight.val().transpose().flatten(0, 1)).await
+            read_f32(l.weight.val().transpose()).await
         }
         let c = self.config.clone();
         let mut layers = Vec::with_capacity(self.blocks.len());
         for b in &self.blocks {
             layers.push(LayerWeights {
-                attn_norm: read1(b.attn_norm.gamma.val()).await?,
+                attn_norm: read_f32(b.attn_norm.gamma.val()).await?,
                 wq: read_linear(&b.attn.wq).await?,
                 wk: read_linear(&b.attn.wk).await?,
                 wv: read_linear(&b.attn.wv).await?,
                 wo: read_linear(&b.attn.wo).await?,
-                ffn_norm: read1(b.ffn_norm.gamma.val()).await?,
+                ffn_norm: read_f32(b.ffn_norm.gamma.val()).await?,
                 w1: read_linear(&b.ffn.w1).await?,
                 w2: read_linear(&b.ffn.w2).await?,
                 w3: read_linear(&b.ffn.w3).await?,
@@ -231,7 +229,13 @@ impl Llama {
             Some(l) => Some(read_linear(l).await?),
             None => None,
         };
-        Ok(LlamaWeights { tok_emb: read1(self.tok_emb.val().flatten(0, 1)).await?, layers, norm: read1(self.norm.gamma.val()).await?, lm_head, config: c })
+        Ok(LlamaWeights {
+            tok_emb: read_f32(self.tok_emb.val()).await?,
+            layers,
+            norm: read_f32(self.norm.gamma.val()).await?,
+            lm_head,
+            config: c,
+        })
     }
 
     pub fn config(&self) -> &LlamaConfig {

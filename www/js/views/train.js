@@ -43,7 +43,7 @@ export function initTrainView(app) {
         onEvent: (e) => {
           if (e.type !== 'progress') return;
           const m = e.metrics;
-          history.push(m);
+          history.push({ ...m, elapsedMs: e.elapsedMs });
           progress.value = e.step / e.total;
           const eta = (e.elapsedMs / e.step) * (e.total - e.step) / 1000;
           $('#progress-text').textContent = `step ${e.step}/${e.total} · ${(e.elapsedMs / e.step).toFixed(0)} ms/step · ETA ${eta.toFixed(1)} s`;

@@ -1,0 +1,38 @@
+// A dependency-free static file server for dist/, bound to 127.0.0.1 only.
+// Usage: node scripts/serve.mjs DIR [PORT]   (PORT 0 picks a free one)
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.wasm': 'application/wasm',
+  '.bin': 'application/octet-stream', '.txt': 'text/plain; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml',
+};
+
+export function serve(dir, port = 0) {
+  const root = resolve(dir);
+  const server = createServer(async (req, res) => {
+    try {
+      let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      if (path.endsWith('/')) path += 'index.html';
+      const file = normalize(join(root, path));
+      if (!file.startsWith(root)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
+      if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+      res.end(body);
+    } catch (e) {
+      res.writeHead(e.code === 'ENOENT' ? 404 : 500, { 'content-type': 'text/plain' });
+      res.end(e.code === 'ENOENT' ? 'not found' : 'server error');
+    }
+  });
+  return new Promise((ok) => server.listen(port, '127.0.0.1', () => ok(server)));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [dir = 'dist', port = '8080'] = process.argv.slice(2);
+  const server = await serve(dir, Number(port));
+  console.log(`KTO Studio is ready: open http://127.0.0.1:${server.address().port}/ in Chrome or Edge (WebGPU). Ctrl-C stops it.`);
+}

@@ -1,0 +1,216 @@
+// End-to-end tests of the app in real headless Chromium: WebGPU (SwiftShader) and the CPU
+// fallback, real IndexedDB, the real wasm engine and the built-in stories260K.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, openApp, view, OUT, ROOT } from './harness.mjs';
+
+const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
+const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a big red ball.'];
+
+async function generateGroup(page, prompt, n, groupsBefore) {
+  await view(page, 'generate');
+  await page.fill('[data-testid=prompt]', prompt);
+  await page.fill('[data-testid=n-samples]', String(n));
+  await page.fill('[data-testid=max-tokens]', '40');
+  await page.click('[data-testid=generate]');
+  await page.waitForFunction((k) => document.querySelectorAll('[data-testid=sample-group][data-done=true]').length === k, groupsBefore + 1, { timeout: 300_000 });
+  return page.locator('[data-testid=sample-group]').first();
+}
+
+async function rowsInDb(page) {
+  return page.evaluate(() => new Promise((ok, fail) => {
+    const open = indexedDB.open('kto-studio');
+    open.onsuccess = () => {
+      const r = open.result.transaction('labels').objectStore('labels').getAll();
+      r.onsuccess = () => ok(r.result.map(({ prompt, completion, label }) => ({ prompt, completion, label })));
+      r.onerror = () => fail(r.error);
+    };
+  }));
+}
+
+async function waitCount(page, n) {
+  await page.waitForFunction((k) => document.querySelector('[data-testid=count-badge]').textContent === `(${k})`, n, { timeout: 60_000 });
+}
+
+async function train(page, { steps, batch, lr, shuffle = false }) {
+  await view(page, 'train');
+  await page.fill('[data-testid=steps]', String(steps));
+  await page.fill('[data-testid=batch-size]', String(batch));
+  await page.fill('[data-testid=lr]', String(lr));
+  await page.setChecked('[data-testid=shuffle]', shuffle);
+  await page.click('[data-testid=train]');
+  await page.waitForSelector('[data-testid=train-message][data-status]', { timeout: 600_000 });
+  const status = await page.getAttribute('[data-testid=train-message]', 'data-status');
+  assert.equal(status, 'done', await page.textContent('[data-testid=train-message]'));
+  return page.evaluate(() => window.ktoStudio.views.train.history);
+}
+
+function assertFiniteMetrics(history) {
+  for (const m of history) {
+    for (const [k, v] of Object.entries(m)) {
+      if (typeof v === 'number') assert.ok(Number.isFinite(v), `${k} = ${v} at step ${m.step}`);
+    }
+    for (const k of ['loss', 'kl', 'grad_norm']) assert.equal(typeof m[k], 'number', k);
+  }
+}
+
+test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, async () => {
+  const env = await launch({ webgpu: true });
+  const { page } = env;
+  try {
+    await openApp(env);
+    // The engine itself runs on WebGPU (SwiftShader here), not on the CPU fallback.
+    const badge = page.locator('[data-testid=backend]');
+    assert.equal(await badge.getAttribute('data-backend'), 'wgpu', await badge.textContent());
+    const adapter = JSON.parse(await badge.getAttribute('data-adapter'));
+    assert.match(`${adapter.description} ${adapter.architecture}`, /swiftshader/i);
+    assert.equal(await page.textContent('[data-testid=model-name]'), 'stories260K');
+    assert.equal(await page.textContent('[data-testid=model-params]'), (260032).toLocaleString('en-US'));
+    await env.shot('1-model');
+
+    // Generate 4 samples for each of 2 prompts; label 3 up and 3 down (keyboard for the first).
+    const labelled = [];
+    const plan = [[true, false, true, null], [false, true, false, null]];
+    for (let p = 0; p < 2; p++) {
+      const group = await generateGroup(page, PROMPTS[p], 4, p);
+      const cards = group.locator('[data-testid=sample]');
+      assert.equal(await cards.count(), 4);
+      for (let i = 0; i < 4; i++) {
+        const text = await cards.nth(i).locator('[data-testid=sample-text]').inputValue();
+        assert.ok(text.length > 0, 'samples stream text');
+        const want = plan[p][i];
+        if (p === 0) {
+          await cards.nth(i).focus();
+          await page.keyboard.press({ true: 'u', false: 'd', null: 's' }[String(want)]);
+        } else {
+          await cards.nth(i).locator(`[data-testid=${{ true: 'label-up', false: 'label-down', null: 'label-skip' }[String(want)]}]`).click();
+        }
+        await page.waitForFunction((c) => c.textContent !== '', await cards.nth(i).locator('[data-testid=sample-state]').elementHandle());
+        if (want !== null) labelled.push({ prompt: PROMPTS[p], completion: text, label: want });
+      }
+    }
+    await waitCount(page, 6);
+    await env.shot('2-generate-label');
+
+    // Reload: all 6 labels are still there (IndexedDB).
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+    await view(page, 'dataset');
+    await waitCount(page, 6);
+    assert.deepEqual(await rowsInDb(page), labelled);
+    assert.equal(await page.getAttribute('[data-testid=class-counts]', 'data-desirable'), '3');
+    assert.equal(await page.getAttribute('[data-testid=class-counts]', 'data-undesirable'), '3');
+    assert.equal(await page.locator('[data-testid=row]').count(), 6);
+    await env.shot('3-dataset');
+
+    // Export JSONL equals the labelled data.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-jsonl]')]);
+    const exportedPath = join(OUT, 'exported.jsonl');
+    await download.saveAs(exportedPath);
+    const exported = readFileSync(exportedPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(exported, labelled);
+
+    // Train 10 steps on WebGPU: finite metrics, loss falls, margins rise.
+    const history = await train(page, { steps: 10, batch: 6, lr: 0.002 });
+    assert.equal(history.length, 10);
+    assertFiniteMetrics(history);
+    assert.ok(history[9].loss < history[0].loss, `loss ${history[0].loss} -> ${history[9].loss}`);
+    assert.ok(history[9]['rewards/margins'] > history[0]['rewards/margins'], 'margins rise');
+    await env.shot('4-train');
+    const msPerStep = history.slice(2).map((m, i) => m.elapsedMs - history[i + 1].elapsedMs).sort((a, b) => a - b);
+    writeFileSync(join(OUT, 'browser-train-webgpu.json'), JSON.stringify({ msPerStepMedian: msPerStep[msPerStep.length >> 1], history }, null, 1));
+
+    // Same engine, two places: the native CLI on the same data and settings gives the same metrics.
+    const cliOut = join(OUT, 'cli-metrics.jsonl');
+    execFileSync(KTO, ['train', '--backend', 'cpu', '--data', exportedPath, '--steps', '3', '--batch-size', '6', '--lr', '0.002',
+      '--max-length', '256', '--no-shuffle', '--metrics-out', cliOut], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const cli = readFileSync(cliOut, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (let s = 0; s < 3; s++) {
+      for (const [k, v] of Object.entries(cli[s])) {
+        const b = history[s][k];
+        assert.ok(Math.abs(b - v) <= 1e-4, `step ${s + 1} ${k}: browser ${b} vs native ${v}`);
+      }
+    }
+
+    // Compare: base vs trained on the same prompts and seeds differ.
+    await view(page, 'compare');
+    await page.click('[data-testid=compare]');
+    await page.waitForSelector('[data-testid=compare-rows][data-done=true]', { timeout: 300_000 });
+    const base = await page.locator('[data-testid=compare-base]').allTextContents();
+    const tuned = await page.locator('[data-testid=compare-trained]').allTextContents();
+    assert.equal(base.length, 2);
+    assert.ok(base.some((b, i) => b !== tuned[i]), 'the trained model writes something else');
+    await env.shot('5-compare');
+
+    // Importing the export into an empty store restores it.
+    await view(page, 'dataset');
+    await page.click('[data-testid=clear-dataset]');
+    await waitCount(page, 0);
+    await page.setInputFiles('[data-testid=import-jsonl]', exportedPath);
+    await waitCount(page, 6);
+    assert.deepEqual(await rowsInDb(page), labelled);
+
+    // Bad files: clear errors, the worker keeps working, no label is lost.
+    const model = readFileSync(join(ROOT, 'dist/models/stories260K/stories260K.bin'));
+    const tok = readFileSync(join(ROOT, 'dist/models/stories260K/tok512.bin'));
+    await view(page, 'model');
+    const blob = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 2654435761) >>> 24));
+    await page.setInputFiles('[data-testid=model-files]', [
+      { name: 'random.bin', mimeType: 'application/octet-stream', buffer: blob },
+      { name: 'tok512.bin', mimeType: 'application/octet-stream', buffer: tok }]);
+    await page.waitForSelector('[data-testid=model-error]:not([hidden])');
+    assert.match(await page.textContent('[data-testid=model-error]'), /llama2\.c/);
+    await env.shot('6-bad-model');
+    await page.setInputFiles('[data-testid=model-files]', [
+      { name: 'stories260K.bin', mimeType: 'application/octet-stream', buffer: model },
+      { name: 'tok512.bin', mimeType: 'application/octet-stream', buffer: tok.subarray(0, 3000) }]);
+    await page.waitForFunction(() => /truncated/.test(document.querySelector('[data-testid=model-error]').textContent));
+    await view(page, 'dataset');
+    await page.setInputFiles('[data-testid=import-jsonl]', { name: 'bad.jsonl', mimeType: 'text/plain',
+      buffer: Buffer.from('{"prompt": "a", "completion": "b", "label": true}\n{"prompt": "a", "completion": 3}\n') });
+    await page.waitForSelector('[data-testid=dataset-error]:not([hidden])');
+    assert.match(await page.textContent('[data-testid=dataset-error]'), /line 2/);
+    await env.shot('7-bad-jsonl');
+    assert.deepEqual(await rowsInDb(page), labelled, 'no label lost');
+    await generateGroup(page, 'The dog ran', 1, 2);
+
+    // No request ever left 127.0.0.1, and every request was for one of the app's own files.
+    assert.ok(env.requests.length > 0);
+    for (const url of env.requests) assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
+  } catch (e) {
+    await env.shot('failure-webgpu').catch(() => {});
+    console.error(env.consoleLines.slice(-40).join('\n'));
+    throw e;
+  } finally {
+    await env.close();
+  }
+});
+
+test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', { timeout: 900_000 }, async () => {
+  const env = await launch({ webgpu: false });
+  const { page } = env;
+  try {
+    await openApp(env);
+    const badge = page.locator('[data-testid=backend]');
+    assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
+    assert.match(await page.textContent('[data-testid=notice]'), /CPU/);
+    const group = await generateGroup(page, PROMPTS[0], 2, 0);
+    await group.locator('[data-testid=label-up]').first().click();
+    await group.locator('[data-testid=label-down]').nth(1).click();
+    await waitCount(page, 2);
+    const history = await train(page, { steps: 3, batch: 2, lr: 0.002 });
+    assert.equal(history.length, 3);
+    assertFiniteMetrics(history);
+    await env.shot('8-cpu-train');
+    for (const url of env.requests) assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
+  } catch (e) {
+    await env.shot('failure-cpu').catch(() => {});
+    console.error(env.consoleLines.slice(-40).join('\n'));
+    throw e;
+  } finally {
+    await env.close();
+  }
+});

@@ -1,0 +1,110 @@
+// Page bootstrap: starts the engine worker, loads the built-in model, wires the views.
+import { EngineClient } from './protocol.js';
+import { labels, settings } from './storage.js';
+import { $ } from './util.js';
+import { initModelView } from './views/model.js';
+import { initGenerateView } from './views/generate.js';
+import { initDatasetView } from './views/dataset.js';
+import { initTrainView } from './views/train.js';
+import { initCompareView } from './views/compare.js';
+
+const app = {
+  engine: new EngineClient(new URL('./worker.js', import.meta.url)),
+  model: null, // { name, model: ArrayBuffer, tokenizer: ArrayBuffer } kept to reload after a restart
+  modelName: null,
+  backend: null,
+  trained: false,
+
+  async initBackend(choice) {
+    const badge = $('#backend');
+    badge.textContent = 'starting engine…';
+    const info = await this.engine.call('init', { backend: choice });
+    this.backend = info;
+    const a = info.adapter || {};
+    badge.textContent = info.backend === 'wgpu'
+      ? `WebGPU · ${a.description || a.architecture || a.vendor || 'adapter'}`
+      : 'CPU (wasm)';
+    badge.dataset.backend = info.backend;
+    badge.dataset.adapter = JSON.stringify(a);
+    notice(info.fallbackReason ? `Running on the CPU: ${info.fallbackReason}.` : '');
+    return info;
+  },
+
+  async loadModel(name, model, tokenizer) {
+    // Copies go to the worker; the originals stay here for a restart.
+    const info = await this.engine.call('load', { name, model: model.slice(0), tokenizer: tokenizer.slice(0) });
+    this.model = { name, model, tokenizer };
+    this.modelName = name;
+    this.trained = false;
+    return info;
+  },
+
+  async loadBuiltin() {
+    const get = async (f) => {
+      const r = await fetch(`models/stories260K/${f}`);
+      if (!r.ok) throw new Error(`the built-in model file ${f} is missing from this build (HTTP ${r.status})`);
+      return r.arrayBuffer();
+    };
+    const [model, tok] = await Promise.all([get('stories260K.bin'), get('tok512.bin')]);
+    return this.loadModel('stories260K', model, tok);
+  },
+
+  async addLabel(row) {
+    await labels.add(row);
+    await views.dataset.refresh();
+  },
+};
+
+function notice(text) {
+  const n = $('#notice');
+  n.textContent = text;
+  n.hidden = !text;
+}
+
+const views = {};
+
+function showView(name) {
+  document.querySelectorAll('nav button').forEach((b) => b.classList.toggle('active', b.dataset.view === name));
+  document.querySelectorAll('main > section').forEach((s) => (s.hidden = s.id !== `view-${name}`));
+  if (name === 'dataset') views.dataset.refresh();
+}
+
+async function boot() {
+  views.model = initModelView(app);
+  initGenerateView(app);
+  views.dataset = initDatasetView(app);
+  views.train = initTrainView(app);
+  initCompareView(app);
+  document.querySelectorAll('nav button').forEach((b) => b.addEventListener('click', () => showView(b.dataset.view)));
+
+  const choice = new URLSearchParams(location.search).get('backend') || (await settings.get('backend', 'auto'));
+  $('#backend-choice').value = choice;
+  $('#backend-choice').addEventListener('change', async (e) => {
+    await settings.set('backend', e.target.value);
+    await restartEngine(e.target.value);
+  });
+  app.engine.on((m) => { if (m.type === 'crash') restartEngine($('#backend-choice').value, m.message); });
+
+  try {
+    await app.initBackend(choice);
+    views.model.render(await app.loadBuiltin());
+  } catch (e) {
+    views.model.showError(e);
+  }
+  await views.dataset.refresh();
+  document.body.dataset.ready = 'true';
+}
+
+async function restartEngine(choice, reason) {
+  if (reason) app.engine.restart();
+  try {
+    await app.initBackend(choice);
+    if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.model, app.model.tokenizer));
+    if (reason) notice(`The engine hit an internal error (${reason}) and was restarted; your labels are safe.`);
+  } catch (e) {
+    views.model.showError(e);
+  }
+}
+
+window.ktoStudio = { app, views }; // for tests and the curious
+boot();
