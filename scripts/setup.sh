@@ -7,9 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 chromium binutils pkg-config curl ca-certificates nodejs npm python3; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium fonts-noto-color-emoji binutils pkg-config curl ca-certificates python3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
+# Node may come from elsewhere (nodesource ships npm inside nodejs); only add Debian's when absent.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -36,7 +39,7 @@ fi
 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (must equal the wasm-bindgen crate)"
-  CARGO_TARGET_DIR="$CACHE/target-tools" cargo install -q --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  CARGO_TARGET_DIR="$CACHE/target-tools" cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
 if [ ! -d "$ROOT/node_modules/playwright-core" ]; then

@@ -21,7 +21,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum BackendArg {
     Wgpu,
     Cpu,
@@ -186,10 +186,13 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         max_length: usize,
     },
-    /// Time a KTO step (batch 8 x 64 tokens) and generation, on the chosen backend.
+    /// Time a KTO step (batch 8 x 64 tokens) and generation on each backend (one JSON line each).
     Bench {
         #[command(flatten)]
         model: ModelArgs,
+        /// Backends to time, in order.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,wgpu")]
+        backends: Vec<BackendArg>,
         #[arg(long, default_value_t = 10)]
         steps: usize,
         #[arg(long, default_value_t = 8)]
@@ -219,6 +222,14 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     let backend: BackendKind = cli.backend.into();
+    if let Command::Bench { model, backends, steps, batch_size, seq_len, gen_tokens } = &cli.command {
+        let bundle = load(model)?;
+        for &b in backends {
+            let kind: BackendKind = b.into();
+            bench(&bundle, &device::init(kind)?, kind, *steps, *batch_size, *seq_len, *gen_tokens).await?;
+        }
+        return Ok(());
+    }
     let device = device::init(backend)?;
     match cli.command {
         Command::Generate { model, sample } => {
@@ -308,9 +319,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{{\"nll_per_token\": {}, \"tokens\": {n}, \"stories\": {}}}", total / n as f64, texts.len());
             }
         }
-        Command::Bench { model, steps, batch_size, seq_len, gen_tokens } => {
-            bench(&load(&model)?, &device, backend, steps, batch_size, seq_len, gen_tokens).await?;
-        }
+        Command::Bench { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

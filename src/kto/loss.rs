@@ -18,6 +18,7 @@ pub enum LossType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KtoLossConfig {
     pub beta: f64,
     pub desirable_weight: f64,

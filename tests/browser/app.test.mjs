@@ -10,8 +10,9 @@ import { launch, openApp, view, OUT, ROOT } from './harness.mjs';
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a big red ball.'];
 
-async function generateGroup(page, prompt, n, groupsBefore) {
+async function generateGroup(page, prompt, n) {
   await view(page, 'generate');
+  const groupsBefore = await page.locator('[data-testid=sample-group][data-done=true]').count();
   await page.fill('[data-testid=prompt]', prompt);
   await page.fill('[data-testid=n-samples]', String(n));
   await page.fill('[data-testid=max-tokens]', '40');
@@ -75,7 +76,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     const labelled = [];
     const plan = [[true, false, true, null], [false, true, false, null]];
     for (let p = 0; p < 2; p++) {
-      const group = await generateGroup(page, PROMPTS[p], 4, p);
+      const group = await generateGroup(page, PROMPTS[p], 4);
       const cards = group.locator('[data-testid=sample]');
       assert.equal(await cards.count(), 4);
       for (let i = 0; i < 4; i++) {
@@ -175,7 +176,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     assert.match(await page.textContent('[data-testid=dataset-error]'), /line 2/);
     await env.shot('7-bad-jsonl');
     assert.deepEqual(await rowsInDb(page), labelled, 'no label lost');
-    await generateGroup(page, 'The dog ran', 1, 2);
+    await generateGroup(page, 'The dog ran', 1);
 
     // No request ever left 127.0.0.1, and every request was for one of the app's own files.
     assert.ok(env.requests.length > 0);
@@ -197,7 +198,7 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     const badge = page.locator('[data-testid=backend]');
     assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
     assert.match(await page.textContent('[data-testid=notice]'), /CPU/);
-    const group = await generateGroup(page, PROMPTS[0], 2, 0);
+    const group = await generateGroup(page, PROMPTS[0], 2);
     await group.locator('[data-testid=label-up]').first().click();
     await group.locator('[data-testid=label-down]').nth(1).click();
     await waitCount(page, 2);

@@ -90,3 +90,17 @@ fn batch_size_one_with_kl_is_refused_and_long_prompts_are_dropped() {
     assert_eq!(b.labels.len(), 1);
     assert!(KtoDataset::new(&tok, &[], 2, 32, true).is_err());
 }
+
+#[test]
+fn settings_from_the_page_fill_in_defaults() {
+    use kto_studio::kto::{LossType, OptimizerKind, TrainConfig};
+    let cfg: TrainConfig =
+        serde_json::from_str(r#"{"beta": 0.2, "steps": 3, "loss_type": "apo_zero_unpaired", "optimizer": "sgd", "max_grad_norm": null}"#).unwrap();
+    assert_eq!(cfg.loss.beta, 0.2);
+    assert_eq!(cfg.loss.desirable_weight, 1.0);
+    assert_eq!(cfg.loss.loss_type, LossType::ApoZeroUnpaired);
+    assert_eq!(cfg.optimizer, OptimizerKind::Sgd);
+    assert_eq!(cfg.max_grad_norm, None);
+    assert_eq!((cfg.steps, cfg.batch_size), (3, TrainConfig::default().batch_size));
+    assert!(serde_json::from_str::<TrainConfig>(r#"{"loss_type": "dpo"}"#).is_err());
+}
