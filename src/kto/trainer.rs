@@ -2,6 +2,9 @@
 //! copy on the plain device, so it never builds a graph); gradient accumulation, global-norm
 //! clipping and burn's AdamW/SGD. Written by hand because `burn-train` does not run on wasm.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
@@ -106,6 +109,28 @@ pub struct Trainer {
     ad_device: Device,
     step: usize,
     next_batch: usize,
+    ref_cache: RefCell<HashMap<u64, RefLogps>>,
+}
+
+#[derive(Debug, Clone)]
+struct RefLogps {
+    main: Vec<f64>,
+    kl: Option<Vec<f64>>,
+}
+
+/// Identity of a batch by content (token ids and lengths), so a cache hit is never stale.
+fn batch_key(batch: &KtoBatch, with_kl: bool) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    batch.main.ids.hash(&mut h);
+    batch.main.lengths.hash(&mut h);
+    batch.main.completion_mask.iter().for_each(|m| m.to_bits().hash(&mut h));
+    if let (true, Some(kl)) = (with_kl, &batch.kl) {
+        kl.ids.hash(&mut h);
+        kl.lengths.hash(&mut h);
+        kl.completion_mask.iter().for_each(|m| m.to_bits().hash(&mut h));
+    }
+    h.finish()
 }
 
 fn seq_logps(model: &Llama, c: &Collated, device: &Device) -> Tensor<1> {
@@ -172,6 +197,7 @@ impl Trainer {
             ad_device,
             step: 0,
             next_batch: 0,
+            ref_cache: RefCell::new(HashMap::new()),
         })
     }
 
@@ -193,31 +219,47 @@ impl Trainer {
         &self.policy
     }
 
+    /// Reference log-probs of a batch's main and KL sequences. The reference never changes, so
+    /// they are computed once per distinct batch and reused (TRL's `precompute_ref_log_probs`,
+    /// done lazily): a training step then runs two forwards instead of four.
+    async fn reference_logps(&self, batch: &KtoBatch, with_kl: bool) -> Result<RefLogps> {
+        let key = batch_key(batch, with_kl);
+        if let Some(hit) = self.ref_cache.borrow().get(&key) {
+            return Ok(hit.clone());
+        }
+        let mut tx = Transaction::default().register(seq_logps(&self.reference, &batch.main, &self.device));
+        if let (true, Some(kl)) = (with_kl, &batch.kl) {
+            tx = tx.register(seq_logps(&self.reference, kl, &self.device));
+        }
+        let mut host = read_all(tx).await?.into_iter();
+        let value = RefLogps { main: host.next().unwrap_or_default(), kl: host.next() };
+        self.ref_cache.borrow_mut().insert(key, value.clone());
+        Ok(value)
+    }
+
     /// Loss, metrics and (with `backward`) gradients of one microbatch, scaled by `scale`.
     pub async fn microbatch(&self, batch: &KtoBatch, backward: bool, scale: f64) -> Result<(Metrics, Option<GradientsParams>)> {
         let cfg = &self.cfg.loss;
         let n = batch.labels.len();
-        // Reference log-probs and the KL reference point need no graph: plain device.
-        let mut tx = Transaction::default().register(seq_logps(&self.reference, &batch.main, &self.device));
+        let with_kl = cfg.loss_type == LossType::Kto && batch.kl.is_some();
+        let reference = self.reference_logps(batch, with_kl).await?;
         let frozen = self.policy.valid();
-        if let (Some(kl), LossType::Kto) = (&batch.kl, cfg.loss_type) {
-            tx = tx.register(seq_logps(&frozen, kl, &self.device)).register(seq_logps(&self.reference, kl, &self.device));
-        }
-        let host = read_all(tx).await?;
-        let ref_logps = &host[0];
-        let z = if host.len() == 3 {
-            let diffs: Vec<f64> = host[1].iter().zip(&host[2]).map(|(p, r)| p - r).collect();
-            reference_point(&[&diffs])
-        } else {
-            0.0
+        // The reference point z: policy vs reference on the mismatched pairs, no graph, detached.
+        let z = match (&batch.kl, &reference.kl) {
+            (Some(kl), Some(ref_kl)) if with_kl => {
+                let policy_kl = read_all(Transaction::default().register(seq_logps(&frozen, kl, &self.device))).await?;
+                let diffs: Vec<f64> = policy_kl[0].iter().zip(ref_kl).map(|(p, r)| p - r).collect();
+                reference_point(&[&diffs])
+            }
+            _ => 0.0,
         };
         let (model, device) = if backward { (&self.policy, &self.ad_device) } else { (&frozen, &self.device) };
         let policy_logps = seq_logps(model, &batch.main, device);
-        let ref_t = Tensor::<1>::from_data(TensorData::new(ref_logps.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
+        let ref_t = Tensor::<1>::from_data(TensorData::new(reference.main.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
         let loss = kto_losses(policy_logps.clone() - ref_t, z, &batch.labels, cfg).mean();
         let grads = backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
         let host = read_all(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
-        let metrics = batch_metrics(&host[1], ref_logps, &batch.labels, z, host[0][0], cfg.beta);
+        let metrics = batch_metrics(&host[1], &reference.main, &batch.labels, z, host[0][0], cfg.beta);
         Ok((metrics, grads))
     }
 

@@ -110,3 +110,29 @@ fn apo_zero_sgd_grad_accum_and_clipping_run() {
     assert!(metrics[1].loss < 0.5, "it learns");
     assert_eq!(metrics[2].step, 3);
 }
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_finite_weights() {
+    let m = model();
+    let device = cpu();
+    let rows = sampled_dataset(&m, &device);
+    let cfg = TrainConfig { steps: 6, batch_size: 8, learning_rate: 1e30, optimizer: OptimizerKind::Sgd, max_grad_norm: None, max_length: 96, ..Default::default() };
+    let data = cfg.dataset(&m.tokenizer, &rows).unwrap();
+    let mut trainer = Trainer::new(&m.weights, &device, cfg).unwrap();
+    let mut error = None;
+    for _ in 0..6 {
+        match block(trainer.step(&data)) {
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let e = error.expect("an absurd learning rate must end in a non-finite loss");
+    assert!(matches!(e, kto_studio::Error::NonFinite(_)), "{e:?}");
+    assert!(e.to_string().contains("not finite") && e.to_string().contains("learning rate"), "{e}");
+    let before = trainer.steps_done();
+    assert!(block(trainer.step(&data)).is_err(), "it stays stopped rather than producing garbage");
+    assert_eq!(trainer.steps_done(), before);
+}
