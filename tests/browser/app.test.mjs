@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch, openApp, view, OUT, ROOT } from './harness.mjs';
 
@@ -57,6 +57,23 @@ function assertFiniteMetrics(history) {
     for (const k of ['loss', 'kl', 'grad_norm']) assert.equal(typeof m[k], 'number', k);
   }
 }
+
+function assertOnlyOwnAssets(env) {
+  assert.ok(env.requests.length > 0);
+  for (const url of env.requests) {
+    assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
+    let path = new URL(url).pathname;
+    if (path.endsWith('/')) path += 'index.html';
+    assert.ok(existsSync(join(ROOT, 'dist', decodeURIComponent(path))), `request for ${path}, which is not one of the app's files`);
+  }
+}
+
+test('the wasm module calls its static constructors once (no per-export command_export stubs)', () => {
+  const wasm = readFileSync(join(ROOT, 'dist/pkg/kto_studio_bg.wasm'));
+  assert.ok(wasm.length > 1_000_000);
+  assert.equal(wasm.includes(Buffer.from('command_export')), false);
+  assert.equal(wasm.includes(Buffer.from('__wbindgen_start')), true, 'a start function (which runs the constructors) is exported');
+});
 
 test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, async () => {
   const env = await launch({ webgpu: true });
@@ -179,8 +196,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await generateGroup(page, 'The dog ran', 1);
 
     // No request ever left 127.0.0.1, and every request was for one of the app's own files.
-    assert.ok(env.requests.length > 0);
-    for (const url of env.requests) assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
+    assertOnlyOwnAssets(env);
   } catch (e) {
     await env.shot('failure-webgpu').catch(() => {});
     console.error(env.consoleLines.slice(-40).join('\n'));
@@ -206,7 +222,22 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     assert.equal(history.length, 3);
     assertFiniteMetrics(history);
     await env.shot('8-cpu-train');
-    for (const url of env.requests) assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
+
+    // Pause holds the run, resume continues it, cancel ends it between steps.
+    await page.fill('[data-testid=steps]', '200');
+    await page.click('[data-testid=train]');
+    await page.waitForFunction(() => window.ktoStudio.views.train.history.length >= 2, null, { timeout: 60_000 });
+    await page.click('[data-testid=pause]');
+    await page.waitForTimeout(500); // a step already in flight may still land
+    const paused = await page.evaluate(() => window.ktoStudio.views.train.history.length);
+    await page.waitForTimeout(1500);
+    assert.equal(await page.evaluate(() => window.ktoStudio.views.train.history.length), paused, 'no step while paused');
+    await page.click('[data-testid=pause]'); // resume
+    await page.waitForFunction((n) => window.ktoStudio.views.train.history.length > n, paused, { timeout: 60_000 });
+    await page.click('[data-testid=cancel]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=train-message]').dataset.status === 'cancelled', null, { timeout: 60_000 });
+    assert.ok((await page.evaluate(() => window.ktoStudio.views.train.history.length)) < 200);
+    assertOnlyOwnAssets(env);
   } catch (e) {
     await env.shot('failure-cpu').catch(() => {});
     console.error(env.consoleLines.slice(-40).join('\n'));

@@ -36,6 +36,9 @@ async function runTraining(id, { rows, config }) {
   try {
     let step = 0;
     for (; step < config.steps; step++) {
+      // Yield to the event loop so pause/cancel messages are seen: on the CPU backend a step's
+      // promises resolve as microtasks, which would otherwise starve incoming messages.
+      await new Promise((r) => setTimeout(r, 0));
       if (train.paused) await new Promise((r) => (train.resume = r));
       if (train.cancelled) return { ...info, steps: step, status: 'cancelled' };
       const metrics = await engine.train_step();

@@ -35,6 +35,7 @@ export function initTrainView(app) {
     const cfg = config();
     Object.values(charts).forEach((c) => c.reset());
     history.length = 0;
+    delete $('#train-message').dataset.status;
     say('');
     setRunning(true);
     const progress = $('#progress');
