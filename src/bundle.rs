@@ -1,9 +1,9 @@
 //! A model with its tokenizer, loaded from bytes (the browser) or paths (the CLI).
 
+use crate::Result;
 use crate::formats::llama2c;
 use crate::model::LlamaWeights;
 use crate::tokenizer::{Llama2cTokenizer, Tokenizer};
-use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct ModelBundle {

@@ -5,8 +5,8 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::error::device_err;
 use crate::Result;
+use crate::error::device_err;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +53,11 @@ pub fn init(kind: BackendKind) -> Result<Device> {
                     .map_err(|e| format!("{e}"))
             })
             .clone()
-            .map_err(|e| device_err(format!("no Vulkan adapter for wgpu ({e}); install mesa-vulkan-drivers or use --backend cpu"))),
+            .map_err(|e| {
+                device_err(format!(
+                    "no Vulkan adapter for wgpu ({e}); install mesa-vulkan-drivers or use --backend cpu"
+                ))
+            }),
     }
 }
 
@@ -69,7 +73,12 @@ pub async fn init_async(kind: BackendKind) -> Result<Device> {
 
 /// Read a tensor back to the host. Always async: the browser cannot block on the GPU.
 pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data_async().await.map_err(device_err)?.convert::<f32>().try_into_vec::<f32>().map_err(|e| device_err(format!("{e:?}")))
+    t.into_data_async()
+        .await
+        .map_err(device_err)?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| device_err(format!("{e:?}")))
 }
 
 /// Read several tensors in one transaction (one GPU round trip), as f64.

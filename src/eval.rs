@@ -3,15 +3,21 @@
 
 use burn::tensor::Device;
 
+use crate::Result;
 use crate::kto::batch::collate;
 use crate::kto::loss::sequence_logps;
 use crate::model::Llama;
 use crate::tokenizer::Tokenizer;
-use crate::Result;
 
 /// Total NLL (nats) and number of predicted tokens over `texts`, each encoded with BOS and cut to
 /// the model's context; every token after BOS is predicted.
-pub async fn nll(model: &Llama, tok: &Tokenizer, device: &Device, texts: &[&str], batch_size: usize) -> Result<(f64, usize)> {
+pub async fn nll(
+    model: &Llama,
+    tok: &Tokenizer,
+    device: &Device,
+    texts: &[&str],
+    batch_size: usize,
+) -> Result<(f64, usize)> {
     let max_len = model.config().max_seq_len;
     let encoded: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, true)).filter(|ids| ids.len() >= 2).collect();
     let (mut total, mut count) = (0.0, 0usize);

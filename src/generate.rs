@@ -2,16 +2,16 @@
 //! run as one batch over a KV cache. Logits come back to the host each step (async, so the
 //! browser can await the GPU), where the sampler picks the next token.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::Result;
 use crate::device::read_f32;
 use crate::error::config_err;
-use crate::model::{KvCache, Llama};
+use crate::model::{KvCache, Llama, token_ids};
 use crate::tokenizer::Tokenizer;
-use crate::Result;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -64,7 +64,10 @@ pub async fn generate(
     let prompt_ids = tok.encode(prompt, true);
     let max_seq = model.config().max_seq_len;
     if prompt_ids.len() > max_seq {
-        return Err(config_err(format!("the prompt has {} tokens; this model's context is {max_seq}", prompt_ids.len())));
+        return Err(config_err(format!(
+            "the prompt has {} tokens; this model's context is {max_seq}",
+            prompt_ids.len()
+        )));
     }
     let budget = cfg.max_tokens.min(max_seq + 1 - prompt_ids.len());
     let vocab = model.config().vocab_size;
@@ -72,14 +75,15 @@ pub async fn generate(
     stops.push(tok.eos_id());
 
     let mut rngs: Vec<StdRng> = (0..n).map(|i| StdRng::seed_from_u64(cfg.seed.wrapping_add(i as u64))).collect();
-    let mut samples: Vec<Sample> = (0..n).map(|_| Sample { ids: vec![], text: String::new(), finished: false }).collect();
+    let mut samples: Vec<Sample> =
+        (0..n).map(|_| Sample { ids: vec![], text: String::new(), finished: false }).collect();
     let mut pending: Vec<Vec<u8>> = vec![Vec::new(); n];
     let mut prev: Vec<u32> = vec![*prompt_ids.last().unwrap(); n];
 
     let mut cache = KvCache::default();
     let p = prompt_ids.len();
-    let input: Vec<i32> = (0..n).flat_map(|_| prompt_ids.iter().map(|&t| t as i32)).collect();
-    let mut ids = Tensor::<2, Int>::from_data(TensorData::new(input, [n, p]), device);
+    let input: Vec<u32> = (0..n).flat_map(|_| prompt_ids.iter().copied()).collect();
+    let mut ids = token_ids(&input, n, device);
     let mut t_in = p;
     for _ in 0..budget {
         let logits = model.forward_cached(ids, &mut cache);
@@ -89,13 +93,13 @@ pub async fn generate(
         for i in 0..n {
             let s = &mut samples[i];
             if s.finished {
-                next.push(prev[i] as i32);
+                next.push(prev[i]);
                 continue;
             }
             let tok_id = sample(&host[i * vocab..(i + 1) * vocab], cfg, &mut rngs[i]);
             if stops.contains(&tok_id) {
                 s.finished = true;
-                next.push(tok_id as i32);
+                next.push(tok_id);
                 continue;
             }
             s.ids.push(tok_id);
@@ -106,12 +110,12 @@ pub async fn generate(
                 s.text.push_str(&text);
             }
             prev[i] = tok_id;
-            next.push(tok_id as i32);
+            next.push(tok_id);
         }
         if samples.iter().all(|s| s.finished) {
             break;
         }
-        ids = Tensor::<2, Int>::from_data(TensorData::new(next, [n, 1]), device);
+        ids = token_ids(&next, n, device);
         t_in = 1;
     }
     for (i, s) in samples.iter_mut().enumerate() {

@@ -12,8 +12,8 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::generate::{generate as run_generate, SamplingConfig};
-use crate::kto::{imbalance_advice as advice, parse_jsonl, to_jsonl, KtoDataset, KtoExample, TrainConfig, Trainer};
+use crate::generate::{SamplingConfig, generate as run_generate};
+use crate::kto::{KtoDataset, KtoExample, TrainConfig, Trainer, imbalance_advice as advice, parse_jsonl, to_jsonl};
 use crate::model::Llama;
 use crate::{BackendKind, Error, ModelBundle};
 
@@ -71,7 +71,9 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
     let info = serde_json::json!({ "backend": kind.to_string(), "device": format!("{device:?}") });
     with(|s| {
         if s.stepping {
-            return Err(Error::Config("a training step is running; cancel training before switching the backend".into()));
+            return Err(Error::Config(
+                "a training step is running; cancel training before switching the backend".into(),
+            ));
         }
         // A new device invalidates every tensor made on the old one.
         *s = State { device: Some((device, kind)), bundle: s.bundle.take(), ..Default::default() };
@@ -112,7 +114,13 @@ pub fn load_llama2c(name: String, model: &[u8], tokenizer: &[u8]) -> Result<JsVa
 /// Sample `n` completions of `prompt` from the "base" or "trained" model; `on_text(i, text)` is
 /// called as each sample grows. Returns `[{ids, text, finished}]`.
 #[wasm_bindgen]
-pub async fn generate(prompt: String, n: usize, sampling: JsValue, which: String, on_text: js_sys::Function) -> Result<JsValue, JsError> {
+pub async fn generate(
+    prompt: String,
+    n: usize,
+    sampling: JsValue,
+    which: String,
+    on_text: js_sys::Function,
+) -> Result<JsValue, JsError> {
     let cfg: SamplingConfig = if sampling.is_undefined() || sampling.is_null() {
         SamplingConfig::default()
     } else {
@@ -149,7 +157,12 @@ pub fn rows_to_jsonl(rows: JsValue) -> Result<String, JsError> {
 
 /// TRL's class-balance advice for the given counts and weights (null when a class is empty).
 #[wasm_bindgen]
-pub fn imbalance_advice(n_desirable: usize, n_undesirable: usize, desirable_weight: f64, undesirable_weight: f64) -> Result<JsValue, JsError> {
+pub fn imbalance_advice(
+    n_desirable: usize,
+    n_undesirable: usize,
+    desirable_weight: f64,
+    undesirable_weight: f64,
+) -> Result<JsValue, JsError> {
     to_js(&advice(n_desirable, n_undesirable, desirable_weight, undesirable_weight))
 }
 
@@ -158,7 +171,8 @@ pub fn imbalance_advice(n_desirable: usize, n_undesirable: usize, desirable_weig
 #[wasm_bindgen]
 pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
     let rows: Vec<KtoExample> = serde_wasm_bindgen::from_value(rows).map_err(|e| js_err(format!("bad rows: {e}")))?;
-    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let cfg: TrainConfig =
+        serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
     let info = with(|s| {
         if s.stepping {
             return Err(Error::Config("a training step is still running".into()));
@@ -166,7 +180,8 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
         let bundle = need(&s.bundle, "load a model")?;
         let (device, _) = need(&s.device, "initialize a device")?;
         let data = cfg.dataset(&bundle.tokenizer, &rows)?;
-        let info = serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
+        let info =
+            serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
         s.trainer = Some(Trainer::new(&bundle.weights, &device, cfg)?);
         s.dataset = Some(Rc::new(data));
         Ok(info)
@@ -174,25 +189,37 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
     to_js(&info)
 }
 
-/// One optimizer step of the current run. Returns the step's metrics (TRL names).
-#[wasm_bindgen]
-pub async fn train_step() -> Result<JsValue, JsError> {
-    let (mut trainer, data) = with(|s| {
+/// Take the trainer out of the state for an async operation; a second one meanwhile gets a
+/// "busy" error instead of a borrow panic.
+fn take_trainer() -> Result<(Trainer, Rc<KtoDataset>), JsError> {
+    with(|s| {
         if s.stepping {
-            return Err(Error::Config("a training step is already running".into()));
+            return Err(Error::Config("a training step is already running; wait for it or cancel".into()));
         }
         let data = need(&s.dataset, "start a training run")?;
         let trainer = s.trainer.take().ok_or_else(|| Error::Config("start a training run first".into()))?;
         s.stepping = true;
         Ok((trainer, data))
-    })?;
-    let result = trainer.step(&data).await;
+    })
+}
+
+fn put_trainer(trainer: Trainer) -> Result<(), JsError> {
     with(|s| {
         s.stepping = false;
-        s.trained = Some(trainer.policy());
+        if trainer.steps_done() > 0 {
+            s.trained = Some(trainer.policy());
+        }
         s.trainer = Some(trainer);
         Ok(())
-    })?;
+    })
+}
+
+/// One optimizer step of the current run. Returns the step's metrics (TRL names).
+#[wasm_bindgen]
+pub async fn train_step() -> Result<JsValue, JsError> {
+    let (mut trainer, data) = take_trainer()?;
+    let result = trainer.step(&data).await;
+    put_trainer(trainer)?;
     to_js(&result.map_err(js_err)?)
 }
 
@@ -222,20 +249,8 @@ pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
 /// Loss and metrics of the current run's trained policy on the run's data, without updating.
 #[wasm_bindgen]
 pub async fn train_evaluate() -> Result<JsValue, JsError> {
-    let (trainer, data) = with(|s| {
-        if s.stepping {
-            return Err(Error::Config("a training step is running; evaluate after it".into()));
-        }
-        let data = need(&s.dataset, "start a training run")?;
-        let trainer = s.trainer.take().ok_or_else(|| Error::Config("start a training run first".into()))?;
-        s.stepping = true;
-        Ok((trainer, data))
-    })?;
+    let (trainer, data) = take_trainer()?;
     let result = trainer.evaluate(&data).await;
-    with(|s| {
-        s.stepping = false;
-        s.trainer = Some(trainer);
-        Ok(())
-    })?;
+    put_trainer(trainer)?;
     to_js(&result.map_err(js_err)?)
 }

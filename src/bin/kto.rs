@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kto_studio::generate::{generate, SamplingConfig};
-use kto_studio::kto::{parse_jsonl, KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer};
+use kto_studio::generate::{SamplingConfig, generate};
+use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::model::Llama;
-use kto_studio::{device, BackendKind, Error, ModelBundle, Result};
+use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 
 #[derive(Parser)]
 #[command(name = "kto", version, about = "KTO fine-tuning of small language models (native engine of KTO Studio)")]
@@ -259,7 +259,10 @@ async fn run(cli: Cli) -> Result<()> {
             log_dataset(&examples, &data, &cfg);
             let mut trainer = Trainer::new(&bundle.weights, &device, cfg.clone())?;
             let mut sink = match &metrics_out {
-                Some(p) => Some(std::fs::File::create(p).map_err(|e| Error::Config(format!("cannot write {}: {e}", p.display())))?),
+                Some(p) => Some(
+                    std::fs::File::create(p)
+                        .map_err(|e| Error::Config(format!("cannot write {}: {e}", p.display())))?,
+                ),
                 None => None,
             };
             let start = Instant::now();
@@ -307,7 +310,9 @@ async fn run(cli: Cli) -> Result<()> {
                 let trainer = Trainer::with_reference(&bundle.weights, &base.weights, &device, cfg)?;
                 let m = trainer.evaluate(&ds).await?;
                 let mut v = serde_json::to_value(&m).expect("metrics serialize");
-                v.as_object_mut().unwrap().retain(|k, _| k != "rewards" && k != "labels" && k != "step" && k != "learning_rate");
+                v.as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| k != "rewards" && k != "labels" && k != "step" && k != "learning_rate");
                 println!("{v}");
             }
             if let Some(path) = stories {
@@ -334,14 +339,14 @@ fn log_dataset(examples: &[KtoExample], data: &kto_studio::kto::KtoDataset, cfg:
         cfg.batch_size,
         if data.dropped > 0 { format!(", {} dropped (prompt >= max length)", data.dropped) } else { String::new() }
     );
-    if let Some(a) = kto_studio::kto::imbalance_advice(nd, nu, cfg.loss.desirable_weight, cfg.loss.undesirable_weight) {
-        if a.warn {
-            eprintln!(
-                "warning: class imbalance: set desirable weight in [{}, {}] or undesirable weight in [{}, {}] \
+    if let Some(a) = kto_studio::kto::imbalance_advice(nd, nu, cfg.loss.desirable_weight, cfg.loss.undesirable_weight)
+        && a.warn
+    {
+        eprintln!(
+            "warning: class imbalance: set desirable weight in [{}, {}] or undesirable weight in [{}, {}] \
                  so that desirable_weight*n_desirable / (undesirable_weight*n_undesirable) is in [1, 4/3]",
-                a.desirable_weight.0, a.desirable_weight.1, a.undesirable_weight.0, a.undesirable_weight.1
-            );
-        }
+            a.desirable_weight.0, a.desirable_weight.1, a.undesirable_weight.0, a.undesirable_weight.1
+        );
     }
 }
 
@@ -352,7 +357,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Synthetic but real-token workload: rows cut from the model's own greedy story so every row has
 /// exactly `seq_len` tokens (a quarter prompt, the rest completion), labels alternating.
-async fn bench(bundle: &ModelBundle, device: &burn::tensor::Device, backend: BackendKind, steps: usize, batch: usize, seq_len: usize, gen_tokens: usize) -> Result<()> {
+async fn bench(
+    bundle: &ModelBundle,
+    device: &burn::tensor::Device,
+    backend: BackendKind,
+    steps: usize,
+    batch: usize,
+    seq_len: usize,
+    gen_tokens: usize,
+) -> Result<()> {
     let tok = &bundle.tokenizer;
     let llama = Llama::from_weights(&bundle.weights, device);
     let greedy = SamplingConfig { temperature: 0.0, max_tokens: gen_tokens, ..Default::default() };
@@ -363,9 +376,10 @@ async fn bench(bundle: &ModelBundle, device: &burn::tensor::Device, backend: Bac
     let gen_s = t0.elapsed().as_secs_f64();
     let n_gen = out[0].ids.len();
 
-    let words: Vec<&str> = "Once upon a time there was a little girl named Lily who loved to play in the park with her friends every day"
-        .split(' ')
-        .collect();
+    let words: Vec<&str> =
+        "Once upon a time there was a little girl named Lily who loved to play in the park with her friends every day"
+            .split(' ')
+            .collect();
     let examples: Vec<KtoExample> = (0..batch)
         .map(|i| KtoExample {
             prompt: words[..4 + i % 3].join(" "),

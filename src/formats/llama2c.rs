@@ -2,9 +2,9 @@
 //! See `../shared/models/stories260K/README.md` for the layout.
 
 use super::Reader;
+use crate::Result;
 use crate::error::format_err;
 use crate::model::{LayerWeights, LlamaConfig, LlamaWeights, RopeLayout};
-use crate::Result;
 
 const HEADER_BYTES: usize = 7 * 4;
 /// Limits that no llama2.c-sized model comes near; they turn a garbage header into an error
@@ -52,7 +52,8 @@ pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
     let hs = dim / heads;
     let kv_dim = kv_heads * hs;
     // Count before reading, in u128 so that no header can overflow it.
-    let (d, hd, l, v, s, kv) = (dim as u128, hidden as u128, layers as u128, vocab as u128, seq as u128, kv_dim as u128);
+    let (d, hd, l, v, s, kv) =
+        (dim as u128, hidden as u128, layers as u128, vocab as u128, seq as u128, kv_dim as u128);
     let floats = v * d
         + l * (2 * d + 2 * d * d + 2 * kv * d + 3 * hd * d)
         + d
@@ -69,9 +70,7 @@ pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
         )));
     }
     let tok_emb = r.f32s(vocab * dim)?;
-    let per_layer = |r: &mut Reader, n: usize| -> Result<Vec<Vec<f32>>> {
-        (0..layers).map(|_| r.f32s(n)).collect()
-    };
+    let per_layer = |r: &mut Reader, n: usize| -> Result<Vec<Vec<f32>>> { (0..layers).map(|_| r.f32s(n)).collect() };
     let rms_att = per_layer(&mut r, dim)?;
     let wq = per_layer(&mut r, dim * dim)?;
     let wk = per_layer(&mut r, kv_dim * dim)?;
@@ -87,16 +86,7 @@ pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
     debug_assert_eq!(r.remaining(), 0);
 
     let mut layer_weights = Vec::with_capacity(layers);
-    let mut it = rms_att
-        .into_iter()
-        .zip(wq)
-        .zip(wk)
-        .zip(wv)
-        .zip(wo)
-        .zip(rms_ffn)
-        .zip(w1)
-        .zip(w2)
-        .zip(w3);
+    let mut it = rms_att.into_iter().zip(wq).zip(wk).zip(wv).zip(wo).zip(rms_ffn).zip(w1).zip(w2).zip(w3);
     for _ in 0..layers {
         let ((((((((attn_norm, wq), wk), wv), wo), ffn_norm), w1), w2), w3) = it.next().unwrap();
         layer_weights.push(LayerWeights { attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3 });
@@ -128,7 +118,15 @@ pub fn save(w: &LlamaWeights) -> Result<Vec<u8>> {
         ));
     }
     let vocab = if c.tied_embeddings { c.vocab_size as i32 } else { -(c.vocab_size as i32) };
-    let header = [c.dim as i32, c.hidden_dim as i32, c.n_layers as i32, c.n_heads as i32, c.n_kv_heads as i32, vocab, c.max_seq_len as i32];
+    let header = [
+        c.dim as i32,
+        c.hidden_dim as i32,
+        c.n_layers as i32,
+        c.n_heads as i32,
+        c.n_kv_heads as i32,
+        vocab,
+        c.max_seq_len as i32,
+    ];
     let mut out = Vec::new();
     header.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     let mut put = |xs: &[f32]| xs.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));

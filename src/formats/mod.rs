@@ -41,12 +41,10 @@ impl<'a> Reader<'a> {
         Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap()))
     }
     pub fn f32s(&mut self, n: usize) -> crate::Result<Vec<f32>> {
-        let bytes = self.take(n.checked_mul(4).ok_or_else(|| {
-            crate::error::format_err(format!("{}: tensor size overflows", self.what))
-        })?)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect())
+        let bytes = self.take(
+            n.checked_mul(4)
+                .ok_or_else(|| crate::error::format_err(format!("{}: tensor size overflows", self.what)))?,
+        )?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
     }
 }

@@ -5,9 +5,9 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::data::KtoExample;
+use crate::Result;
 use crate::error::config_err;
 use crate::tokenizer::Tokenizer;
-use crate::Result;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizedRow {
@@ -19,7 +19,8 @@ pub struct TokenizedRow {
 /// Tokenize one row like TRL `_prepare_dataset`.
 pub fn tokenize_row(tok: &Tokenizer, ex: &KtoExample) -> TokenizedRow {
     let eos = tok.eos_text();
-    let completion = if ex.completion.ends_with(&eos) { ex.completion.clone() } else { format!("{}{eos}", ex.completion) };
+    let completion =
+        if ex.completion.ends_with(&eos) { ex.completion.clone() } else { format!("{}{eos}", ex.completion) };
     let prompt_tok = tok.encode(&ex.prompt, true);
     let full = tok.encode(&format!("{}{completion}", ex.prompt), true);
     let k = prompt_tok.iter().zip(&full).take_while(|(a, b)| a == b).count();
@@ -77,8 +78,7 @@ pub fn collate(seqs: &[(&[u32], &[u32])], max_length: usize, pad_id: u32) -> Col
 
 impl Collated {
     pub fn ids_tensor(&self, device: &Device) -> Tensor<2, Int> {
-        let ids: Vec<i32> = self.ids.iter().map(|&t| t as i32).collect();
-        Tensor::from_data(TensorData::new(ids, [self.batch, self.len]), device)
+        crate::model::token_ids(&self.ids, self.batch, device)
     }
     pub fn mask_tensor(&self, device: &Device) -> Tensor<2> {
         Tensor::from_data(TensorData::new(self.completion_mask.clone(), [self.batch, self.len]), device)
@@ -107,7 +107,13 @@ pub struct KtoDataset {
 
 impl KtoDataset {
     /// `examples` must already be in training order (shuffle before, as TRL users must).
-    pub fn new(tok: &Tokenizer, examples: &[KtoExample], batch_size: usize, max_length: usize, with_kl: bool) -> Result<Self> {
+    pub fn new(
+        tok: &Tokenizer,
+        examples: &[KtoExample],
+        batch_size: usize,
+        max_length: usize,
+        with_kl: bool,
+    ) -> Result<Self> {
         if batch_size == 0 {
             return Err(config_err("batch size must be at least 1"));
         }
@@ -144,12 +150,20 @@ impl KtoDataset {
         let b = i % self.num_batches();
         let range = b * self.batch_size..((b + 1) * self.batch_size).min(self.rows.len());
         let rows = &self.rows[range.clone()];
-        let main: Vec<(&[u32], &[u32])> = rows.iter().map(|r| (r.prompt_ids.as_slice(), r.completion_ids.as_slice())).collect();
+        let main: Vec<(&[u32], &[u32])> =
+            rows.iter().map(|r| (r.prompt_ids.as_slice(), r.completion_ids.as_slice())).collect();
         let kl = (!self.kl_completions.is_empty()).then(|| {
-            let seqs: Vec<(&[u32], &[u32])> =
-                rows.iter().zip(&self.kl_completions[range]).map(|(r, c)| (r.prompt_ids.as_slice(), c.as_slice())).collect();
+            let seqs: Vec<(&[u32], &[u32])> = rows
+                .iter()
+                .zip(&self.kl_completions[range])
+                .map(|(r, c)| (r.prompt_ids.as_slice(), c.as_slice()))
+                .collect();
             collate(&seqs, self.max_length, self.pad_id)
         });
-        KtoBatch { main: collate(&main, self.max_length, self.pad_id), kl, labels: rows.iter().map(|r| r.label).collect() }
+        KtoBatch {
+            main: collate(&main, self.max_length, self.pad_id),
+            kl,
+            labels: rows.iter().map(|r| r.label).collect(),
+        }
     }
 }

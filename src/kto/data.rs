@@ -38,7 +38,10 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<KtoExample>> {
         }
         let value: Value = serde_json::from_str(raw).map_err(|e| row_err(line, format!("not valid JSON ({e})")))?;
         let Value::Object(obj) = value else {
-            return Err(row_err(line, "expected a JSON object like {\"prompt\": ..., \"completion\": ..., \"label\": true}"));
+            return Err(row_err(
+                line,
+                "expected a JSON object like {\"prompt\": ..., \"completion\": ..., \"label\": true}",
+            ));
         };
         if obj.contains_key("chosen") || obj.contains_key("rejected") {
             let prompt = string_field(&obj, "prompt", line)?;

@@ -45,7 +45,8 @@ pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: T
 /// z0: the mean of the per-group mean KL log-ratios, then clamped at 0 (TRL averages each
 /// process's mean and clamps after; with one process there is one group).
 pub fn reference_point(groups: &[&[f64]]) -> f64 {
-    let means: Vec<f64> = groups.iter().filter(|g| !g.is_empty()).map(|g| g.iter().sum::<f64>() / g.len() as f64).collect();
+    let means: Vec<f64> =
+        groups.iter().filter(|g| !g.is_empty()).map(|g| g.iter().sum::<f64>() / g.len() as f64).collect();
     if means.is_empty() {
         return 0.0;
     }
@@ -99,7 +100,14 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// Metrics of one microbatch from host values.
-pub fn batch_metrics(policy_logps: &[f64], ref_logps: &[f64], labels: &[bool], z: f64, loss: f64, beta: f64) -> Metrics {
+pub fn batch_metrics(
+    policy_logps: &[f64],
+    ref_logps: &[f64],
+    labels: &[bool],
+    z: f64,
+    loss: f64,
+    beta: f64,
+) -> Metrics {
     let r: Vec<f64> = policy_logps.iter().zip(ref_logps).map(|(p, q)| p - q).collect();
     let pick = |want: bool, xs: &[f64]| mean(xs.iter().zip(labels).filter(|(_, l)| **l == want).map(|(x, _)| *x));
     let chosen = pick(true, &r).map(|m| beta * m);
@@ -149,7 +157,12 @@ pub struct ImbalanceAdvice {
     pub warn: bool,
 }
 
-pub fn imbalance_advice(n_desirable: usize, n_undesirable: usize, desirable_weight: f64, undesirable_weight: f64) -> Option<ImbalanceAdvice> {
+pub fn imbalance_advice(
+    n_desirable: usize,
+    n_undesirable: usize,
+    desirable_weight: f64,
+    undesirable_weight: f64,
+) -> Option<ImbalanceAdvice> {
     if n_desirable == 0 || n_undesirable == 0 {
         return None;
     }

@@ -7,6 +7,6 @@ pub mod loss;
 pub mod trainer;
 
 pub use batch::{Collated, KtoBatch, KtoDataset, TokenizedRow};
-pub use data::{parse_jsonl, to_jsonl, KtoExample};
-pub use loss::{imbalance_advice, reference_point, KtoLossConfig, LossType, Metrics};
+pub use data::{KtoExample, parse_jsonl, to_jsonl};
+pub use loss::{KtoLossConfig, LossType, Metrics, imbalance_advice, reference_point};
 pub use trainer::{OptimizerKind, TrainConfig, Trainer};

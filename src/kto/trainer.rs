@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{Collated, KtoBatch, KtoDataset};
 use super::data::KtoExample;
-use super::loss::{average_metrics, batch_metrics, kto_losses, reference_point, sequence_logps, KtoLossConfig, LossType, Metrics};
+use super::loss::{
+    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, kto_losses, reference_point, sequence_logps,
+};
 use crate::device::read_all;
 use crate::error::config_err;
 use crate::model::{Llama, LlamaWeights};
@@ -178,14 +180,21 @@ impl Trainer {
 
     /// Start from `policy` weights, measured against a different `reference` (e.g. to evaluate a
     /// trained checkpoint against its base model).
-    pub fn with_reference(policy: &LlamaWeights, reference: &LlamaWeights, device: &Device, cfg: TrainConfig) -> Result<Self> {
+    pub fn with_reference(
+        policy: &LlamaWeights,
+        reference: &LlamaWeights,
+        device: &Device,
+        cfg: TrainConfig,
+    ) -> Result<Self> {
         cfg.validate()?;
         if policy.config != reference.config {
             return Err(config_err("the policy and reference models have different architectures"));
         }
         let ad_device = device.clone().autodiff();
         let optim = match cfg.optimizer {
-            OptimizerKind::Adamw => AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(cfg.weight_decay as f32).init(),
+            OptimizerKind::Adamw => {
+                AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(cfg.weight_decay as f32).init()
+            }
             OptimizerKind::Sgd => SgdConfig::new().init(),
         };
         Ok(Self {
@@ -238,7 +247,12 @@ impl Trainer {
     }
 
     /// Loss, metrics and (with `backward`) gradients of one microbatch, scaled by `scale`.
-    pub async fn microbatch(&self, batch: &KtoBatch, backward: bool, scale: f64) -> Result<(Metrics, Option<GradientsParams>)> {
+    pub async fn microbatch(
+        &self,
+        batch: &KtoBatch,
+        backward: bool,
+        scale: f64,
+    ) -> Result<(Metrics, Option<GradientsParams>)> {
         let cfg = &self.cfg.loss;
         let n = batch.labels.len();
         let with_kl = cfg.loss_type == LossType::Kto && batch.kl.is_some();
@@ -255,9 +269,13 @@ impl Trainer {
         };
         let (model, device) = if backward { (&self.policy, &self.ad_device) } else { (&frozen, &self.device) };
         let policy_logps = seq_logps(model, &batch.main, device);
-        let ref_t = Tensor::<1>::from_data(TensorData::new(reference.main.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
+        let ref_t = Tensor::<1>::from_data(
+            TensorData::new(reference.main.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]),
+            device,
+        );
         let loss = kto_losses(policy_logps.clone() - ref_t, z, &batch.labels, cfg).mean();
-        let grads = backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
+        let grads =
+            backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
         let host = read_all(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
         let metrics = batch_metrics(&host[1], &reference.main, &batch.labels, z, host[0][0], cfg.beta);
         Ok((metrics, grads))

@@ -97,10 +97,7 @@ impl Rope {
         let (x0, x1) = match self.layout {
             RopeLayout::Adjacent => {
                 let pairs = x.reshape([b, h, t, half, 2]);
-                (
-                    pairs.clone().narrow(4, 0, 1).reshape([b, h, t, half]),
-                    pairs.narrow(4, 1, 1).reshape([b, h, t, half]),
-                )
+                (pairs.clone().narrow(4, 0, 1).reshape([b, h, t, half]), pairs.narrow(4, 1, 1).reshape([b, h, t, half]))
             }
             RopeLayout::RotateHalf => (x.clone().narrow(3, 0, half), x.narrow(3, half, half)),
         };
@@ -114,7 +111,13 @@ impl Rope {
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: Tensor<4, Bool>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: Tensor<4, Bool>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
         let [b, t, dim] = x.dims();
         let hd = dim / self.n_heads;
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
@@ -132,11 +135,7 @@ impl Attention {
         // GQA: KV head j serves query heads j*g .. j*g+g-1.
         let group = self.n_heads / self.n_kv_heads;
         let expand = |y: Tensor<4>| {
-            if group == 1 {
-                y
-            } else {
-                y.unsqueeze_dim::<5>(2).repeat_dim(2, group).reshape([b, self.n_heads, tk, hd])
-            }
+            if group == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, group).reshape([b, self.n_heads, tk, hd]) }
         };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
@@ -153,10 +152,23 @@ impl FeedForward {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: Tensor<4, Bool>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        mask: Tensor<4, Bool>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.attn_norm.forward(x), rope, mask, cache);
         x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
     }
+}
+
+/// Token ids as the model's `[rows, len]` input tensor.
+pub fn token_ids(ids: &[u32], rows: usize, device: &Device) -> Tensor<2, Int> {
+    let data: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+    let len = data.len() / rows.max(1);
+    Tensor::from_data(TensorData::new(data, [rows, len]), device)
 }
 
 fn linear(w: &[f32], out: usize, inp: usize, device: &Device) -> Linear {
@@ -192,7 +204,11 @@ impl Llama {
                     n_kv_heads: c.n_kv_heads,
                 },
                 ffn_norm: rms(&l.ffn_norm, c.norm_eps, device),
-                ffn: FeedForward { w1: linear(&l.w1, h, d, device), w2: linear(&l.w2, d, h, device), w3: linear(&l.w3, h, d, device) },
+                ffn: FeedForward {
+                    w1: linear(&l.w1, h, d, device),
+                    w2: linear(&l.w2, d, h, device),
+                    w3: linear(&l.w3, h, d, device),
+                },
             })
             .collect();
         Llama {
@@ -278,7 +294,13 @@ impl Llama {
         logits
     }
 
-    fn run(&self, ids: Tensor<2, Int>, start: usize, mask: Tensor<4, Bool>, mut cache: Option<&mut Vec<Option<(Tensor<4>, Tensor<4>)>>>) -> Tensor<3> {
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        start: usize,
+        mask: Tensor<4, Bool>,
+        mut cache: Option<&mut Vec<Option<(Tensor<4>, Tensor<4>)>>>,
+    ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let d = self.config.dim;
@@ -290,10 +312,10 @@ impl Llama {
             x = block.forward(x, &rope, mask.clone(), slot);
         }
         let x = self.norm.forward(x);
-        let logits = match &self.lm_head {
+
+        match &self.lm_head {
             Some(head) => head.forward(x),
             None => x.reshape([b * t, d]).matmul(emb.transpose()).reshape([b, t, self.config.vocab_size]),
-        };
-        logits
+        }
     }
 }

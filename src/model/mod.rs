@@ -4,5 +4,5 @@
 mod llama;
 mod weights;
 
-pub use llama::{KvCache, Llama};
+pub use llama::{KvCache, Llama, token_ids};
 pub use weights::{LayerWeights, LlamaConfig, LlamaWeights, RopeLayout};

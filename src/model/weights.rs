@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
-use crate::error::format_err;
 use crate::Result;
+use crate::error::format_err;
 
 /// How RoPE pairs the dimensions of a head. llama2.c and GGUF store Q/K for adjacent pairs
 /// `(2i, 2i+1)`; Hugging Face checkpoints use "rotate half" pairs `(i, i + h/2)`.
@@ -86,7 +86,9 @@ impl LlamaWeights {
             if got == want {
                 Ok(())
             } else {
-                Err(format_err(format!("tensor {name} has {got} values, expected {want} for this model's configuration")))
+                Err(format_err(format!(
+                    "tensor {name} has {got} values, expected {want} for this model's configuration"
+                )))
             }
         };
         check("token embedding".into(), self.tok_emb.len(), v * d)?;

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use crate::Result;
 use crate::error::format_err;
 use crate::formats::Reader;
-use crate::Result;
 
 pub const BOS: u32 = 1;
 /// Offset of the raw byte tokens `<0x00>..<0xFF>`.
@@ -116,10 +116,11 @@ impl Llama2cTokenizer {
     fn encode_plain(&self, text: &str, dummy_prefix: bool, out: &mut Vec<u32>) {
         let mut tokens: Vec<u32> = Vec::with_capacity(text.len() + 1);
         // run.c adds the dummy prefix only to non-empty text.
-        if dummy_prefix && !text.is_empty() {
-            if let Some(&id) = self.lookup.get(b" ".as_slice()) {
-                tokens.push(id);
-            }
+        if dummy_prefix
+            && !text.is_empty()
+            && let Some(&id) = self.lookup.get(b" ".as_slice())
+        {
+            tokens.push(id);
         }
         let mut buf = [0u8; 4];
         for ch in text.chars() {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, openApp, view, OUT, ROOT } from './harness.mjs';
+import { openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a big red ball.'];
@@ -75,10 +75,8 @@ test('the wasm module calls its static constructors once (no per-export command_
   assert.equal(wasm.includes(Buffer.from('__wbindgen_start')), true, 'a start function (which runs the constructors) is exported');
 });
 
-test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, async () => {
-  const env = await launch({ webgpu: true });
-  const { page } = env;
-  try {
+test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, () => withBrowser({ webgpu: true }, 'webgpu', async (env) => {
+    const { page } = env;
     await openApp(env);
     // The engine itself runs on WebGPU (SwiftShader here), not on the CPU fallback.
     const badge = page.locator('[data-testid=backend]');
@@ -197,19 +195,10 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
 
     // No request ever left 127.0.0.1, and every request was for one of the app's own files.
     assertOnlyOwnAssets(env);
-  } catch (e) {
-    await env.shot('failure-webgpu').catch(() => {});
-    console.error(env.consoleLines.slice(-40).join('\n'));
-    throw e;
-  } finally {
-    await env.close();
-  }
-});
+}));
 
-test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', { timeout: 900_000 }, async () => {
-  const env = await launch({ webgpu: false });
-  const { page } = env;
-  try {
+test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', { timeout: 900_000 }, () => withBrowser({ webgpu: false }, 'cpu', async (env) => {
+    const { page } = env;
     await openApp(env);
     const badge = page.locator('[data-testid=backend]');
     assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
@@ -238,11 +227,4 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     await page.waitForFunction(() => document.querySelector('[data-testid=train-message]').dataset.status === 'cancelled', null, { timeout: 60_000 });
     assert.ok((await page.evaluate(() => window.ktoStudio.views.train.history.length)) < 200);
     assertOnlyOwnAssets(env);
-  } catch (e) {
-    await env.shot('failure-cpu').catch(() => {});
-    console.error(env.consoleLines.slice(-40).join('\n'));
-    throw e;
-  } finally {
-    await env.close();
-  }
-});
+}));

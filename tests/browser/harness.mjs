@@ -49,3 +49,17 @@ export async function openApp(env, query = '') {
 export async function view(page, name) {
   await page.click(`nav button[data-view="${name}"]`);
 }
+
+/** Run `body(env)` against a freshly launched browser; on failure keep a screenshot and the console. */
+export async function withBrowser(options, name, body) {
+  const env = await launch(options);
+  try {
+    await body(env);
+  } catch (e) {
+    await env.shot(`failure-${name}`).catch(() => {});
+    console.error(env.consoleLines.slice(-40).join('\n'));
+    throw e;
+  } finally {
+    await env.close();
+  }
+}

@@ -18,7 +18,8 @@ fn tmp(name: &str) -> std::path::PathBuf {
 fn generate_prints_only_the_generated_text() {
     let golden: serde_json::Value = serde_json::from_str(include_str!("../golden/greedy.json")).unwrap();
     let case = &golden["cases"][1];
-    let out = kto(&["generate", "--prompt", case["prompt"].as_str().unwrap(), "--temperature", "0", "--max-tokens", "200"]);
+    let out =
+        kto(&["generate", "--prompt", case["prompt"].as_str().unwrap(), "--temperature", "0", "--max-tokens", "200"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", case["text"].as_str().unwrap()));
 }
@@ -31,8 +32,21 @@ fn train_writes_trl_metrics_saves_and_eval_reads_the_result() {
     let metrics = tmp("metrics.jsonl");
     let saved = tmp("trained.bin");
     let out = kto(&[
-        "train", "--data", data.to_str().unwrap(), "--steps", "4", "--batch-size", "8", "--lr", "2e-3", "--max-length", "96",
-        "--metrics-out", metrics.to_str().unwrap(), "--save", saved.to_str().unwrap(),
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-3",
+        "--max-length",
+        "96",
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+        "--save",
+        saved.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> =
@@ -48,7 +62,8 @@ fn train_writes_trl_metrics_saves_and_eval_reads_the_result() {
     // eval the saved model against the built-in base on the same data
     let tok = builtin_file("tok512.bin");
     std::fs::write(tmp("tok512.bin"), tok).unwrap();
-    let out = kto(&["eval", "--model", saved.to_str().unwrap(), "--data", data.to_str().unwrap(), "--max-length", "96"]);
+    let out =
+        kto(&["eval", "--model", saved.to_str().unwrap(), "--data", data.to_str().unwrap(), "--max-length", "96"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(m["rewards/margins"].as_f64().unwrap() > 0.0, "{m}");
@@ -60,7 +75,8 @@ fn bad_inputs_exit_with_a_message_not_a_panic() {
     let blob = tmp("blob.bin");
     std::fs::write(&blob, b"definitely not a model").unwrap();
     let bad_jsonl = tmp("bad.jsonl");
-    std::fs::write(&bad_jsonl, "{\"prompt\": \"a\", \"completion\": \"b\", \"label\": true}\n{\"prompt\": \"a\"}\n").unwrap();
+    std::fs::write(&bad_jsonl, "{\"prompt\": \"a\", \"completion\": \"b\", \"label\": true}\n{\"prompt\": \"a\"}\n")
+        .unwrap();
     let tok = kto_studio::bundle::builtin_dir().unwrap().join("tok512.bin");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["generate", "--model", blob.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap()], "llama2.c"),

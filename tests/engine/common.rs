@@ -1,5 +1,5 @@
 use burn::tensor::Device;
-use kto_studio::{device, BackendKind, ModelBundle};
+use kto_studio::{BackendKind, ModelBundle, device};
 
 pub fn model() -> ModelBundle {
     ModelBundle::load(None, None).expect("built-in stories260K (run scripts/setup.sh)")
@@ -25,8 +25,10 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 pub fn stories() -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinystories_validation_100.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/data/tinystories_validation_100.txt"))
-            .expect("TinyStories validation text (../shared/data or dist/data)")
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/data/tinystories_validation_100.txt"),
+        )
+        .expect("TinyStories validation text (../shared/data or dist/data)")
     });
     kto_studio::eval::split_stories(&text)
 }

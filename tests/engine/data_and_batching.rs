@@ -1,6 +1,6 @@
-use kto_studio::kto::batch::{collate, tokenize_row};
-use kto_studio::kto::{parse_jsonl, to_jsonl, KtoDataset, KtoExample};
 use kto_studio::Error;
+use kto_studio::kto::batch::{collate, tokenize_row};
+use kto_studio::kto::{KtoDataset, KtoExample, parse_jsonl, to_jsonl};
 
 use crate::common::*;
 
@@ -52,15 +52,21 @@ fn rows_are_tokenized_jointly_with_eos_appended() {
     full.extend(&row.completion_ids);
     assert_eq!(full, tok.encode(&format!("Once upon a time there was a dog.{}", tok.eos_text()), true));
     // a completion already ending in EOS text gets no second one
-    let again = tokenize_row(&tok, &KtoExample { completion: format!(" there was a dog.{}", tok.eos_text()), ..ex.clone() });
+    let again =
+        tokenize_row(&tok, &KtoExample { completion: format!(" there was a dog.{}", tok.eos_text()), ..ex.clone() });
     assert_eq!(again, row);
     // a prompt ending in a space gives its space to the completion (common-prefix split)
-    let spaced = tokenize_row(&tok, &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true });
+    let spaced =
+        tokenize_row(&tok, &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true });
     let mut joined = spaced.prompt_ids.clone();
     joined.extend(&spaced.completion_ids);
     assert_eq!(joined, tok.encode(&format!("Once upon a time{}", tok.eos_text()), true));
     let prompt_alone = tok.encode("Once upon a ", true);
-    assert_eq!(spaced.prompt_ids, prompt_alone[..prompt_alone.len() - 1], "the trailing space token moves to the completion");
+    assert_eq!(
+        spaced.prompt_ids,
+        prompt_alone[..prompt_alone.len() - 1],
+        "the trailing space token moves to the completion"
+    );
 }
 
 #[test]
@@ -94,8 +100,10 @@ fn batch_size_one_with_kl_is_refused_and_long_prompts_are_dropped() {
 #[test]
 fn settings_from_the_page_fill_in_defaults() {
     use kto_studio::kto::{LossType, OptimizerKind, TrainConfig};
-    let cfg: TrainConfig =
-        serde_json::from_str(r#"{"beta": 0.2, "steps": 3, "loss_type": "apo_zero_unpaired", "optimizer": "sgd", "max_grad_norm": null}"#).unwrap();
+    let cfg: TrainConfig = serde_json::from_str(
+        r#"{"beta": 0.2, "steps": 3, "loss_type": "apo_zero_unpaired", "optimizer": "sgd", "max_grad_norm": null}"#,
+    )
+    .unwrap();
     assert_eq!(cfg.loss.beta, 0.2);
     assert_eq!(cfg.loss.desirable_weight, 1.0);
     assert_eq!(cfg.loss.loss_type, LossType::ApoZeroUnpaired);

@@ -1,6 +1,6 @@
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use kto_studio::generate::{generate, SamplingConfig};
-use kto_studio::model::{KvCache, Llama};
+use burn::tensor::{Device, Tensor};
+use kto_studio::generate::{SamplingConfig, generate};
+use kto_studio::model::{KvCache, Llama, token_ids};
 use serde_json::Value;
 
 use crate::common::*;
@@ -17,7 +17,11 @@ fn check_golden(device: &Device) {
         let want_ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         let want_prompt: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
         assert_eq!(m.tokenizer.encode(prompt, true), want_prompt, "prompt tokens of {prompt:?}");
-        let cfg = SamplingConfig { temperature: 0.0, max_tokens: case["max_tokens"].as_u64().unwrap() as usize, ..Default::default() };
+        let cfg = SamplingConfig {
+            temperature: 0.0,
+            max_tokens: case["max_tokens"].as_u64().unwrap() as usize,
+            ..Default::default()
+        };
         let mut streamed = String::new();
         let out = block(generate(&llama, &m.tokenizer, device, prompt, 1, &cfg, |_, s| streamed.push_str(s))).unwrap();
         assert_eq!(out[0].ids, want_ids, "greedy ids for {prompt:?}");
@@ -43,13 +47,18 @@ fn kv_cache_path_equals_the_full_forward() {
     let llama = Llama::from_weights(&m.weights, &device);
     let ids = m.tokenizer.encode("Once upon a time there was a cat", true);
     let t = ids.len();
-    let full = llama.forward(Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&x| x as i32).collect::<Vec<_>>(), [1, t]), &device), &[t]);
+    let full = llama.forward(token_ids(&ids, 1, &device), &[t]);
     let mut cache = KvCache::default();
     let mut steps = Vec::new();
     for (i, &id) in ids.iter().enumerate() {
-        let chunk = if i < 3 { continue } else if i == 3 { ids[..4].to_vec() } else { vec![id] };
-        let n = chunk.len();
-        let x = Tensor::<2, Int>::from_data(TensorData::new(chunk.iter().map(|&x| x as i32).collect::<Vec<_>>(), [1, n]), &device);
+        let chunk = if i < 3 {
+            continue;
+        } else if i == 3 {
+            ids[..4].to_vec()
+        } else {
+            vec![id]
+        };
+        let x = token_ids(&chunk, 1, &device);
         steps.push(llama.forward_cached(x, &mut cache));
     }
     let cached = Tensor::cat(steps, 1);
@@ -65,10 +74,10 @@ fn padded_batch_rows_equal_their_unpadded_forward() {
     let a = m.tokenizer.encode("The sun was shining and the birds sang", true);
     let b = m.tokenizer.encode("Tom had a red ball", true);
     let t = a.len();
-    let mut padded: Vec<i32> = a.iter().map(|&x| x as i32).collect();
-    padded.extend(b.iter().map(|&x| x as i32).chain(std::iter::repeat_n(1, t - b.len())));
-    let batch = llama.forward(Tensor::<2, Int>::from_data(TensorData::new(padded, [2, t]), &device), &[a.len(), b.len()]);
-    let single = llama.forward(Tensor::<2, Int>::from_data(TensorData::new(b.iter().map(|&x| x as i32).collect::<Vec<_>>(), [1, b.len()]), &device), &[b.len()]);
+    let mut padded = a.clone();
+    padded.extend(b.iter().copied().chain(std::iter::repeat_n(1, t - b.len())));
+    let batch = llama.forward(token_ids(&padded, 2, &device), &[a.len(), b.len()]);
+    let single = llama.forward(token_ids(&b, 1, &device), &[b.len()]);
     let row = batch.narrow(0, 1, 1).narrow(1, 0, b.len());
     let diff = (row - single).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-5, "padded row differs by {diff}");
@@ -81,7 +90,7 @@ fn wgpu_and_cpu_agree_on_logits() {
     let t = ids.len();
     let run = |device: &Device| {
         let llama = Llama::from_weights(&m.weights, device);
-        let x = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&x| x as i32).collect::<Vec<_>>(), [1, t]), device);
+        let x = token_ids(&ids, 1, device);
         llama.forward(x, &[t]).into_data().try_into_vec::<f32>().unwrap()
     };
     let (a, b) = (run(&cpu()), run(&wgpu()));
@@ -95,7 +104,9 @@ fn sampling_is_deterministic_per_seed_and_respects_top_k() {
     let device = cpu();
     let llama = Llama::from_weights(&m.weights, &device);
     let cfg = SamplingConfig { temperature: 1.0, top_k: 20, top_p: 0.9, max_tokens: 40, seed: 7, ..Default::default() };
-    let run = |cfg: &SamplingConfig| block(generate(&llama, &m.tokenizer, &device, "Once upon a time", 3, cfg, |_, _| {})).unwrap();
+    let run = |cfg: &SamplingConfig| {
+        block(generate(&llama, &m.tokenizer, &device, "Once upon a time", 3, cfg, |_, _| {})).unwrap()
+    };
     let a = run(&cfg);
     let b = run(&cfg);
     assert_eq!(a, b, "same seed, same samples");
@@ -122,6 +133,7 @@ fn bad_sampling_settings_are_errors() {
         assert!(block(generate(&llama, &m.tokenizer, &device, "Hi", 1, &cfg, |_, _| {})).is_err());
     }
     let long = "word ".repeat(600);
-    let err = block(generate(&llama, &m.tokenizer, &device, &long, 1, &SamplingConfig::default(), |_, _| {})).unwrap_err();
+    let err =
+        block(generate(&llama, &m.tokenizer, &device, &long, 1, &SamplingConfig::default(), |_, _| {})).unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
 }

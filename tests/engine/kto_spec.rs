@@ -4,9 +4,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use kto_studio::kto::batch::{kl_completions, TokenizedRow};
+use kto_studio::kto::batch::{TokenizedRow, kl_completions};
 use kto_studio::kto::loss::{batch_metrics, kto_losses, sequence_logps};
-use kto_studio::kto::{imbalance_advice, reference_point, KtoExample, KtoLossConfig, LossType, TrainConfig, Trainer};
+use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, TrainConfig, Trainer, imbalance_advice, reference_point};
 
 use crate::common::*;
 
@@ -20,7 +20,8 @@ const REF_KL: [f64; 4] = [-20.5, -18.2, -21.9, -25.2];
 fn run(pol: &[f64], refs: &[f64], labels: &[bool], z: f64, cfg: &KtoLossConfig) -> (f64, Vec<f64>, Vec<f64>) {
     let device = cpu().autodiff();
     let n = pol.len();
-    let p = Tensor::<1>::from_data(TensorData::new(pol.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), &device).require_grad();
+    let p = Tensor::<1>::from_data(TensorData::new(pol.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), &device)
+        .require_grad();
     let r = Tensor::<1>::from_data(TensorData::new(refs.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), &device);
     let losses = kto_losses(p.clone() - r, z, labels, cfg);
     let loss = losses.clone().mean();
@@ -122,7 +123,8 @@ fn t7_reference_point_is_mean_of_group_means_then_clamp() {
 
 #[test]
 fn t8_kl_pairs_take_the_previous_completion_within_each_chunk() {
-    let rows: Vec<TokenizedRow> = (1..=4).map(|i| TokenizedRow { prompt_ids: vec![1], completion_ids: vec![i], label: true }).collect();
+    let rows: Vec<TokenizedRow> =
+        (1..=4).map(|i| TokenizedRow { prompt_ids: vec![1], completion_ids: vec![i], label: true }).collect();
     assert_eq!(kl_completions(&rows, 4), vec![vec![4], vec![1], vec![2], vec![3]]);
     assert_eq!(kl_completions(&rows, 2), vec![vec![2], vec![1], vec![4], vec![3]]);
     // a chunk of size >= 2 never pairs a row with its own completion
@@ -185,8 +187,16 @@ struct Collect<'a> {
 
 impl ModuleVisitor for Collect<'_> {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        let ga = self.a.get::<D>(p.id).expect("kto gradient").into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
-        let gb = self.b.get::<D>(p.id).expect("closed-form gradient").into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
+        let ga =
+            self.a.get::<D>(p.id).expect("kto gradient").into_data().convert::<f64>().try_into_vec::<f64>().unwrap();
+        let gb = self
+            .b
+            .get::<D>(p.id)
+            .expect("closed-form gradient")
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap();
         for (x, y) in ga.iter().zip(&gb) {
             self.max_diff = self.max_diff.max((x - y).abs());
         }

@@ -8,7 +8,10 @@ use crate::common::*;
 fn builtin_model_has_the_documented_architecture() {
     let m = model();
     let c = &m.weights.config;
-    assert_eq!((c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len), (64, 172, 5, 8, 4, 512, 512));
+    assert_eq!(
+        (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len),
+        (64, 172, 5, 8, 4, 512, 512)
+    );
     assert!(c.tied_embeddings);
     assert_eq!(c.num_params(), 260_032);
     assert_eq!(m.tokenizer.vocab_size(), 512);

@@ -1,10 +1,10 @@
 //! Engine tests on the real stories260K model, on the CPU (ndarray) and wgpu (Vulkan) backends.
 //! One test binary (linking burn once is what takes time).
 
+mod cli;
 mod common;
 mod data_and_batching;
 mod generation;
 mod kto_spec;
 mod loaders;
 mod training;
-mod cli;

@@ -1,12 +1,13 @@
 use burn::tensor::Device;
-use kto_studio::generate::{generate, SamplingConfig};
+use kto_studio::ModelBundle;
+use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::kto::{KtoExample, LossType, Metrics, OptimizerKind, TrainConfig, Trainer};
 use kto_studio::model::Llama;
-use kto_studio::ModelBundle;
 
 use crate::common::*;
 
-const PROMPTS: [&str; 4] = ["Once upon a time, there was a", "One day, Tom went to the", "Lily saw a big", "The little bird"];
+const PROMPTS: [&str; 4] =
+    ["Once upon a time, there was a", "One day, Tom went to the", "Lily saw a big", "The little bird"];
 
 /// A labelled set from the model's own samples: completions that mention "happy" or "fun" are
 /// desirable, the others undesirable (both classes are guaranteed present by construction).
@@ -15,10 +16,23 @@ pub fn sampled_dataset(m: &ModelBundle, device: &Device) -> Vec<KtoExample> {
     let cfg = SamplingConfig { temperature: 1.0, max_tokens: 40, seed: 1, ..Default::default() };
     let mut rows = Vec::new();
     for (p, prompt) in PROMPTS.iter().enumerate() {
-        let samples = block(generate(&llama, &m.tokenizer, device, prompt, 6, &SamplingConfig { seed: p as u64 * 100, ..cfg.clone() }, |_, _| {})).unwrap();
+        let samples = block(generate(
+            &llama,
+            &m.tokenizer,
+            device,
+            prompt,
+            6,
+            &SamplingConfig { seed: p as u64 * 100, ..cfg.clone() },
+            |_, _| {},
+        ))
+        .unwrap();
         for (i, s) in samples.into_iter().enumerate() {
             let liked = s.text.contains("happy") || s.text.contains("fun");
-            rows.push(KtoExample { prompt: prompt.to_string(), completion: s.text, label: if i < 2 { i == 0 } else { liked } });
+            rows.push(KtoExample {
+                prompt: prompt.to_string(),
+                completion: s.text,
+                label: if i < 2 { i == 0 } else { liked },
+            });
         }
     }
     rows
@@ -37,7 +51,14 @@ fn thirty_adamw_steps_raise_margins_lower_loss_and_change_generations() {
     let device = cpu();
     let rows = sampled_dataset(&m, &device);
     assert_eq!(rows.len(), 24);
-    let cfg = TrainConfig { steps: 30, batch_size: 8, learning_rate: 1e-3, max_length: 128, optimizer: OptimizerKind::Adamw, ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 30,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        max_length: 128,
+        optimizer: OptimizerKind::Adamw,
+        ..Default::default()
+    };
     let data = cfg.dataset(&m.tokenizer, &rows).unwrap();
     let (metrics, trainer) = train(&m, &device, cfg, &rows);
     for m in &metrics {
@@ -48,7 +69,12 @@ fn thirty_adamw_steps_raise_margins_lower_loss_and_change_generations() {
     let after = block(trainer.evaluate(&data)).unwrap();
     assert!((before.loss - 0.5).abs() < 1e-6 && before.rewards_margins.unwrap().abs() < 1e-5);
     assert!(after.loss < before.loss - 0.05, "loss {} -> {}", before.loss, after.loss);
-    assert!(after.rewards_margins.unwrap() > before.rewards_margins.unwrap() + 0.5, "margins {:?} -> {:?}", before.rewards_margins, after.rewards_margins);
+    assert!(
+        after.rewards_margins.unwrap() > before.rewards_margins.unwrap() + 0.5,
+        "margins {:?} -> {:?}",
+        before.rewards_margins,
+        after.rewards_margins
+    );
     assert!(metrics.last().unwrap().loss < metrics[0].loss);
 
     let greedy = SamplingConfig { temperature: 0.0, max_tokens: 60, ..Default::default() };
@@ -116,7 +142,15 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_finite_weights() 
     let m = model();
     let device = cpu();
     let rows = sampled_dataset(&m, &device);
-    let cfg = TrainConfig { steps: 6, batch_size: 8, learning_rate: 1e30, optimizer: OptimizerKind::Sgd, max_grad_norm: None, max_length: 96, ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 6,
+        batch_size: 8,
+        learning_rate: 1e30,
+        optimizer: OptimizerKind::Sgd,
+        max_grad_norm: None,
+        max_length: 96,
+        ..Default::default()
+    };
     let data = cfg.dataset(&m.tokenizer, &rows).unwrap();
     let mut trainer = Trainer::new(&m.weights, &device, cfg).unwrap();
     let mut error = None;
