@@ -13,7 +13,7 @@ use crate::error::config_err;
 use crate::model::{KvCache, Llama, token_ids};
 use crate::tokenizer::Tokenizer;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SamplingConfig {
     pub max_tokens: usize,

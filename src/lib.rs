@@ -8,8 +8,10 @@ pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod generate;
+pub mod judge;
 pub mod kto;
 pub mod model;
+pub mod mood;
 pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]

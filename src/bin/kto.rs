@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kto_studio::generate::{SamplingConfig, generate};
+use kto_studio::judge::Judge;
 use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::model::Llama;
+use kto_studio::mood::{Mood, MoodRecipe, heldout_eval, run_recipe};
 use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 
 #[derive(Parser)]
@@ -25,6 +27,15 @@ struct Cli {
 enum BackendArg {
     Wgpu,
     Cpu,
+}
+
+impl From<MoodArg> for Mood {
+    fn from(m: MoodArg) -> Self {
+        match m {
+            MoodArg::Happier => Mood::Happier,
+            MoodArg::Sadder => Mood::Sadder,
+        }
+    }
 }
 
 impl From<BackendArg> for BackendKind {
@@ -63,6 +74,18 @@ struct SampleArgs {
     seed: u64,
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum JudgeArg {
+    /// AFINN-165 word scores with negation, as the npm package `sentiment`.
+    Afinn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MoodArg {
+    Happier,
+    Sadder,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -185,6 +208,44 @@ enum Command {
         beta: f64,
         #[arg(long, default_value_t = 1024)]
         max_length: usize,
+        /// Judge samples on the held-out TinyStories prompts (fixed seeds) and report rates, mean
+        /// score, length and held-out NLL.
+        #[arg(long, value_enum)]
+        judge: Option<JudgeArg>,
+        /// With --judge: which mood's target rate to report, and its threshold.
+        #[arg(long, value_enum, default_value = "sadder")]
+        direction: MoodArg,
+        #[arg(long)]
+        threshold: Option<f64>,
+    },
+    /// The "teach the stories a mood" recipe: sample, auto-label with the AFINN judge, train,
+    /// and report held-out judge rates and NLL before and after (one JSON object on stdout).
+    Mood {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_enum, default_value = "sadder")]
+        direction: MoodArg,
+        /// TinyStories-style text (stories separated by <|endoftext|>); default: ../shared/data.
+        #[arg(long)]
+        stories: Option<PathBuf>,
+        /// Stories whose first sentences are training prompts; the rest are held out.
+        #[arg(long, default_value_t = 60)]
+        train_prompts: usize,
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        beta: Option<f64>,
+        #[arg(long)]
+        threshold: Option<f64>,
+        #[arg(long)]
+        samples_per_prompt: Option<usize>,
+        /// Held-out prompts to evaluate (default: all).
+        #[arg(long)]
+        heldout_prompts: Option<usize>,
+        #[arg(long)]
+        save: Option<PathBuf>,
     },
     /// Time a KTO step (batch 8 x 64 tokens) and generation on each backend (one JSON line each).
     Bench {
@@ -291,10 +352,33 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("saved trained weights to {}", path.display());
             }
         }
-        Command::Eval { model, reference, data, stories, max_stories, batch_size, beta, max_length } => {
+        Command::Eval {
+            model,
+            reference,
+            data,
+            stories,
+            max_stories,
+            batch_size,
+            beta,
+            max_length,
+            judge,
+            direction,
+            threshold,
+        } => {
             let bundle = load(&model)?;
-            if data.is_none() && stories.is_none() {
-                return Err(Error::Config("eval needs --data FILE.jsonl and/or --stories FILE".into()));
+            if data.is_none() && stories.is_none() && judge.is_none() {
+                return Err(Error::Config("eval needs --data FILE.jsonl, --stories FILE and/or --judge afinn".into()));
+            }
+            if judge.is_some() {
+                let mut recipe = MoodRecipe::new(direction.into());
+                if let Some(t) = threshold {
+                    recipe.labeling.threshold = t;
+                }
+                let text = read_text(&default_stories())?;
+                let sets = kto_studio::eval::prompt_sets(&text, 60);
+                let llama = Llama::from_weights(&bundle.weights, &device);
+                let report = heldout_eval(&llama, &bundle.tokenizer, &device, &Judge::afinn()?, &sets, &recipe).await?;
+                println!("{}", serde_json::to_string(&report).expect("report serializes"));
             }
             if let Some(path) = data {
                 let base = ModelBundle::load(reference.as_deref(), None)?;
@@ -325,8 +409,73 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench { .. } => unreachable!("handled above"),
+        Command::Mood {
+            model,
+            direction,
+            stories,
+            train_prompts,
+            steps,
+            lr,
+            beta,
+            threshold,
+            samples_per_prompt,
+            heldout_prompts,
+            save,
+        } => {
+            let bundle = load(&model)?;
+            let mut recipe = MoodRecipe::new(direction.into());
+            if let Some(s) = steps {
+                recipe.train.steps = s;
+            }
+            if let Some(x) = lr {
+                recipe.train.learning_rate = x;
+            }
+            if let Some(b) = beta {
+                recipe.train.loss.beta = b;
+            }
+            if let Some(t) = threshold {
+                recipe.labeling.threshold = t;
+            }
+            if let Some(k) = samples_per_prompt {
+                recipe.samples_per_prompt = k;
+            }
+            let text = read_text(&stories.unwrap_or_else(default_stories))?;
+            let mut sets = kto_studio::eval::prompt_sets(&text, train_prompts);
+            if let Some(n) = heldout_prompts {
+                sets.heldout.truncate(n);
+                sets.heldout_stories.truncate(n);
+            }
+            let start = Instant::now();
+            let (report, trainer) = run_recipe(&bundle, &device, &Judge::afinn()?, &recipe, &sets, |m| {
+                if m.step % 10 == 0 {
+                    eprintln!("step {:>4}  loss {:.5}  margin {:?}", m.step, m.loss, m.rewards_margins);
+                }
+            })
+            .await?;
+            eprintln!(
+                "{} rate {:.1}% -> {:.1}%, held-out NLL {:.4} -> {:.4}",
+                report.recipe.labeling.mood_name(),
+                100.0 * report.before.summary.target_rate,
+                100.0 * report.after.summary.target_rate,
+                report.before.nll_per_token,
+                report.after.nll_per_token
+            );
+            if let Some(path) = save {
+                std::fs::write(&path, kto_studio::formats::llama2c::save(&trainer.policy().to_weights().await?)?)?;
+            }
+            let mut v = serde_json::to_value(&report).expect("report serializes");
+            for side in ["before", "after"] {
+                v[side].as_object_mut().unwrap().remove("samples");
+            }
+            v["wall_seconds"] = start.elapsed().as_secs_f64().into();
+            println!("{}", serde_json::to_string_pretty(&v).expect("report serializes"));
+        }
     }
     Ok(())
+}
+
+fn default_stories() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinystories_validation_100.txt")
 }
 
 fn log_dataset(examples: &[KtoExample], data: &kto_studio::kto::KtoDataset, cfg: &TrainConfig) {

@@ -5,6 +5,8 @@ mod cli;
 mod common;
 mod data_and_batching;
 mod generation;
+mod judge;
 mod kto_spec;
 mod loaders;
+mod mood;
 mod training;

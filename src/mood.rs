@@ -1,0 +1,279 @@
+//! "Teach the stories a mood": auto-label samples with the sentiment judge and measure, on
+//! held-out prompts, how far KTO moved the model — the efficacy recipe behind the guided demo.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::generate::{SamplingConfig, generate};
+use crate::judge::Judge;
+use crate::kto::{KtoExample, TrainConfig};
+use crate::model::Llama;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mood {
+    Happier,
+    Sadder,
+}
+
+/// How judge scores become labels: scores within `band` of `threshold` are left unlabelled;
+/// above it is desirable for `Happier`, below it for `Sadder`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AutoLabel {
+    pub mood: Mood,
+    pub threshold: f64,
+    pub band: f64,
+}
+
+impl AutoLabel {
+    pub fn mood_name(&self) -> &'static str {
+        match self.mood {
+            Mood::Happier => "happier",
+            Mood::Sadder => "sadder",
+        }
+    }
+
+    pub fn label(&self, score: f64) -> Option<bool> {
+        if (score - self.threshold).abs() <= self.band {
+            return None;
+        }
+        let above = score > self.threshold;
+        Some(match self.mood {
+            Mood::Happier => above,
+            Mood::Sadder => !above,
+        })
+    }
+}
+
+/// The documented recipe (see BENCHMARKS.md): every number that decides the outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoodRecipe {
+    pub labeling: AutoLabel,
+    pub samples_per_prompt: usize,
+    pub sampling: SamplingConfig,
+    pub train: TrainConfig,
+    /// Samples per held-out prompt for the before/after evaluation, and their seed.
+    pub eval_samples_per_prompt: usize,
+    pub eval_seed: u64,
+}
+
+impl MoodRecipe {
+    /// Sadder: desirable = any negative score. Happier targets "strongly positive" (score > 5),
+    /// since stories260K is mostly cheerful already (about 72 % of its samples score above 0).
+    /// β 0.3 and a small learning rate keep the tuned model close to the reference (held-out
+    /// NLL +6 % in BENCHMARKS.md) while the judged rate moves by about 40 points.
+    pub fn new(mood: Mood) -> Self {
+        let threshold = match mood {
+            Mood::Sadder => 0.0,
+            Mood::Happier => 5.0,
+        };
+        Self {
+            labeling: AutoLabel { mood, threshold, band: 0.0 },
+            samples_per_prompt: 8,
+            sampling: SamplingConfig {
+                max_tokens: 64,
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                seed: 1000,
+                stop: vec![],
+            },
+            train: TrainConfig {
+                steps: 60,
+                batch_size: 8,
+                learning_rate: 1e-4,
+                max_length: 256,
+                loss: crate::kto::KtoLossConfig { beta: 0.3, ..Default::default() },
+                ..Default::default()
+            },
+            eval_samples_per_prompt: 4,
+            eval_seed: 5000,
+        }
+    }
+}
+
+/// One prompt's samples with their judge scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgedSample {
+    pub prompt: String,
+    pub text: String,
+    pub tokens: usize,
+    pub score: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Sample `k` completions per prompt (prompt i uses seed `seed + 1000 i`) and judge them.
+pub async fn sample_and_judge(
+    model: &Llama,
+    tok: &Tokenizer,
+    device: &Device,
+    judge: &Judge,
+    prompts: &[String],
+    k: usize,
+    sampling: &SamplingConfig,
+    seed: u64,
+) -> Result<Vec<JudgedSample>> {
+    let mut out = Vec::with_capacity(prompts.len() * k);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let cfg = SamplingConfig { seed: seed + 1000 * i as u64, ..sampling.clone() };
+        for s in generate(model, tok, device, prompt, k, &cfg, |_, _| {}).await? {
+            let score = judge.score(&s.text) as f64;
+            out.push(JudgedSample { prompt: prompt.clone(), tokens: s.ids.len(), text: s.text, score });
+        }
+    }
+    Ok(out)
+}
+
+/// Rows for training from judged samples (unlabelled ones dropped).
+pub fn auto_label(samples: &[JudgedSample], rule: &AutoLabel) -> Vec<KtoExample> {
+    samples
+        .iter()
+        .filter_map(|s| {
+            rule.label(s.score).map(|label| KtoExample { prompt: s.prompt.clone(), completion: s.text.clone(), label })
+        })
+        .collect()
+}
+
+/// λ_D, λ_U following the KTO paper's advice (λ_D·n_D / λ_U·n_U in [1, 4/3], the smaller class
+/// up-weighted, the other weight kept at 1).
+pub fn balanced_weights(rows: &[KtoExample]) -> (f64, f64) {
+    let nd = rows.iter().filter(|r| r.label).count() as f64;
+    let nu = rows.len() as f64 - nd;
+    if nd == 0.0 || nu == 0.0 {
+        return (1.0, 1.0);
+    }
+    if nd < nu { (nu / nd, 1.0) } else { (1.0, nd / nu) }
+}
+
+/// Summary of judged samples: how many the judge scores positive / negative, mean score, length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JudgeSummary {
+    pub samples: usize,
+    pub positive_rate: f64,
+    pub negative_rate: f64,
+    /// Fraction the labeling rule calls desirable: the rate the mood targets.
+    pub target_rate: f64,
+    pub mean_score: f64,
+    pub mean_tokens: f64,
+}
+
+pub fn summarize(samples: &[JudgedSample], rule: &AutoLabel) -> JudgeSummary {
+    let n = samples.len().max(1) as f64;
+    let frac = |f: &dyn Fn(&JudgedSample) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / n;
+    JudgeSummary {
+        samples: samples.len(),
+        positive_rate: frac(&|s| s.score > 0.0),
+        negative_rate: frac(&|s| s.score < 0.0),
+        target_rate: frac(&|s| rule.label(s.score) == Some(true)),
+        mean_score: samples.iter().map(|s| s.score).sum::<f64>() / n,
+        mean_tokens: samples.iter().map(|s| s.tokens as f64).sum::<f64>() / n,
+    }
+}
+
+/// Held-out evaluation of one model: judged samples on held-out prompts (fixed seeds) and the
+/// teacher-forced NLL of held-out stories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldoutReport {
+    pub summary: JudgeSummary,
+    pub nll_per_token: f64,
+    pub samples: Vec<JudgedSample>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn heldout_eval(
+    model: &Llama,
+    tok: &Tokenizer,
+    device: &Device,
+    judge: &Judge,
+    sets: &crate::eval::PromptSets,
+    recipe: &MoodRecipe,
+) -> Result<HeldoutReport> {
+    let samples = sample_and_judge(
+        model,
+        tok,
+        device,
+        judge,
+        &sets.heldout,
+        recipe.eval_samples_per_prompt,
+        &recipe.sampling,
+        recipe.eval_seed,
+    )
+    .await?;
+    let stories: Vec<&str> = sets.heldout_stories.iter().map(|s| s.as_str()).collect();
+    let (nll, n) = crate::eval::nll(model, tok, device, &stories, 8).await?;
+    Ok(HeldoutReport { summary: summarize(&samples, &recipe.labeling), nll_per_token: nll / n.max(1) as f64, samples })
+}
+
+/// The outcome of a recipe run, before and after, on the same held-out prompts and seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoodReport {
+    pub recipe: MoodRecipe,
+    pub train_prompts: usize,
+    pub heldout_prompts: usize,
+    pub labelled: usize,
+    pub desirable: usize,
+    pub desirable_weight: f64,
+    pub undesirable_weight: f64,
+    pub before: HeldoutReport,
+    pub after: HeldoutReport,
+    pub target_rate_change_points: f64,
+    pub heldout_nll_change_percent: f64,
+    pub last_step: Option<crate::kto::Metrics>,
+}
+
+/// The whole recipe: evaluate the base model, sample and auto-label on the training prompts,
+/// train with balanced weights, evaluate again. Returns the report and the trainer.
+pub async fn run_recipe(
+    bundle: &crate::ModelBundle,
+    device: &Device,
+    judge: &Judge,
+    recipe: &MoodRecipe,
+    sets: &crate::eval::PromptSets,
+    mut on_step: impl FnMut(&crate::kto::Metrics),
+) -> Result<(MoodReport, crate::kto::Trainer)> {
+    let tok = &bundle.tokenizer;
+    let base = Llama::from_weights(&bundle.weights, device);
+    let before = heldout_eval(&base, tok, device, judge, sets, recipe).await?;
+    let samples = sample_and_judge(
+        &base,
+        tok,
+        device,
+        judge,
+        &sets.train,
+        recipe.samples_per_prompt,
+        &recipe.sampling,
+        recipe.sampling.seed,
+    )
+    .await?;
+    let rows = auto_label(&samples, &recipe.labeling);
+    let (wd, wu) = balanced_weights(&rows);
+    let mut cfg = recipe.train.clone();
+    cfg.loss.desirable_weight = wd;
+    cfg.loss.undesirable_weight = wu;
+    let data = cfg.dataset(tok, &rows)?;
+    let mut trainer = crate::kto::Trainer::new(&bundle.weights, device, cfg.clone())?;
+    let mut last = None;
+    for _ in 0..cfg.steps {
+        let m = trainer.step(&data).await?;
+        on_step(&m);
+        last = Some(m);
+    }
+    let after = heldout_eval(&trainer.policy(), tok, device, judge, sets, recipe).await?;
+    let report = MoodReport {
+        recipe: recipe.clone(),
+        train_prompts: sets.train.len(),
+        heldout_prompts: sets.heldout.len(),
+        labelled: rows.len(),
+        desirable: rows.iter().filter(|r| r.label).count(),
+        desirable_weight: wd,
+        undesirable_weight: wu,
+        target_rate_change_points: 100.0 * (after.summary.target_rate - before.summary.target_rate),
+        heldout_nll_change_percent: 100.0 * (after.nll_per_token / before.nll_per_token - 1.0),
+        before,
+        after,
+        last_step: last,
+    };
+    Ok((report, trainer))
+}
