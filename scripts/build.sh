@@ -35,5 +35,9 @@ cp -r www/. dist/
 cp -r pkg dist/pkg
 cp "$MODEL_DIR/stories260K.bin" "$MODEL_DIR/tok512.bin" dist/models/stories260K/
 [ -f "$MODEL_DIR/LICENSE" ] && cp "$MODEL_DIR/LICENSE" dist/models/stories260K/
-node scripts/make-prompts.mjs "$DATA_FILE" dist/data/prompts.json
+"$CARGO_TARGET_DIR/release/kto" prompts --stories "$DATA_FILE" > dist/data/prompts.json
+# The sentiment judge's lexicon (AFINN-165 + emoji + negators) from the npm package `sentiment`.
+mkdir -p dist/data/sentiment
+cp node_modules/sentiment/languages/en/labels.json node_modules/sentiment/languages/en/negators.json \
+   node_modules/sentiment/build/emoji.json node_modules/sentiment/LICENSE.md dist/data/sentiment/
 log "done: dist/ ($(du -sh dist | cut -f1))"

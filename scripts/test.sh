@@ -7,5 +7,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 echo "[test] engine tests: cargo test --release" >&2
 cargo test --release --locked
-echo "[test] browser tests: node --test tests/browser/app.test.mjs (screenshots in test-output/)" >&2
-node --test tests/browser/app.test.mjs
+echo "[test] browser tests: node --test tests/browser/*.test.mjs (screenshots in test-output/)" >&2
+node --test tests/browser/app.test.mjs tests/browser/demo.test.mjs

@@ -136,6 +136,20 @@ pub fn auto_label(samples: &[JudgedSample], rule: &AutoLabel) -> Vec<KtoExample>
         .collect()
 }
 
+/// Training rows from judged samples, with the class weights the recipe uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelledRows {
+    pub rows: Vec<KtoExample>,
+    pub desirable_weight: f64,
+    pub undesirable_weight: f64,
+}
+
+pub fn labelled_rows(samples: &[JudgedSample], rule: &AutoLabel) -> LabelledRows {
+    let rows = auto_label(samples, rule);
+    let (desirable_weight, undesirable_weight) = balanced_weights(&rows);
+    LabelledRows { rows, desirable_weight, undesirable_weight }
+}
+
 /// λ_D, λ_U following the KTO paper's advice (λ_D·n_D / λ_U·n_U in [1, 4/3], the smaller class
 /// up-weighted, the other weight kept at 1).
 pub fn balanced_weights(rows: &[KtoExample]) -> (f64, f64) {
@@ -247,8 +261,7 @@ pub async fn run_recipe(
         recipe.sampling.seed,
     )
     .await?;
-    let rows = auto_label(&samples, &recipe.labeling);
-    let (wd, wu) = balanced_weights(&rows);
+    let LabelledRows { rows, desirable_weight: wd, undesirable_weight: wu } = labelled_rows(&samples, &recipe.labeling);
     let mut cfg = recipe.train.clone();
     cfg.loss.desirable_weight = wd;
     cfg.loss.undesirable_weight = wu;

@@ -40,6 +40,7 @@ struct State {
     dataset: Option<Rc<KtoDataset>>,
     /// True while a train step has the trainer out of the state.
     stepping: bool,
+    judge: Option<Rc<crate::judge::Judge>>,
 }
 
 thread_local! {
@@ -76,7 +77,7 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
             ));
         }
         // A new device invalidates every tensor made on the old one.
-        *s = State { device: Some((device, kind)), bundle: s.bundle.take(), ..Default::default() };
+        *s = State { device: Some((device, kind)), bundle: s.bundle.take(), judge: s.judge.take(), ..Default::default() };
         if let Some(b) = s.bundle.clone() {
             s.base = Some(Llama::from_weights(&b.weights, &s.device.as_ref().unwrap().0));
         }
@@ -253,4 +254,70 @@ pub async fn train_evaluate() -> Result<JsValue, JsError> {
     let result = trainer.evaluate(&data).await;
     put_trainer(trainer)?;
     to_js(&result.map_err(js_err)?)
+}
+
+/// Load the sentiment judge from the `sentiment` package's lexicon files (text of labels.json,
+/// emoji.json, negators.json).
+#[wasm_bindgen]
+pub fn judge_load(labels: &str, emoji: &str, negators: &str) -> Result<(), JsError> {
+    let judge = crate::judge::Judge::from_json(labels, emoji, negators).map_err(js_err)?;
+    with(|s| {
+        s.judge = Some(Rc::new(judge));
+        Ok(())
+    })
+}
+
+/// AFINN scores of `texts` (an array of strings).
+#[wasm_bindgen]
+pub fn judge_scores(texts: JsValue) -> Result<JsValue, JsError> {
+    let texts: Vec<String> = serde_wasm_bindgen::from_value(texts).map_err(js_err)?;
+    let judge = with(|s| need(&s.judge, "load the sentiment judge"))?;
+    to_js(&texts.iter().map(|t| judge.score(t)).collect::<Vec<_>>())
+}
+
+/// The documented mood recipe ("happier" | "sadder") as a settings object.
+#[wasm_bindgen]
+pub fn mood_recipe(mood: String) -> Result<JsValue, JsError> {
+    let mood = match mood.as_str() {
+        "happier" => crate::mood::Mood::Happier,
+        "sadder" => crate::mood::Mood::Sadder,
+        other => return Err(js_err(format!("unknown mood '{other}': use happier or sadder"))),
+    };
+    to_js(&crate::mood::MoodRecipe::new(mood))
+}
+
+/// Judged samples `[{prompt, text, tokens, score}]` → training rows and class weights under `rule`.
+#[wasm_bindgen]
+pub fn auto_label_rows(samples: JsValue, rule: JsValue) -> Result<JsValue, JsError> {
+    let samples: Vec<crate::mood::JudgedSample> = serde_wasm_bindgen::from_value(samples).map_err(js_err)?;
+    let rule: crate::mood::AutoLabel = serde_wasm_bindgen::from_value(rule).map_err(js_err)?;
+    to_js(&crate::mood::labelled_rows(&samples, &rule))
+}
+
+/// Held-out evaluation of the "base" or "trained" model: judged samples on held-out prompts
+/// with the recipe's fixed seeds, and held-out NLL.
+#[wasm_bindgen]
+pub async fn heldout_eval(which: String, sets: JsValue, recipe: JsValue) -> Result<JsValue, JsError> {
+    let sets: crate::eval::PromptSets = serde_wasm_bindgen::from_value(sets).map_err(js_err)?;
+    let recipe: crate::mood::MoodRecipe = serde_wasm_bindgen::from_value(recipe).map_err(js_err)?;
+    let (model, bundle, device, judge) = with(|s| {
+        let model = match which.as_str() {
+            "base" => need(&s.base, "load a model")?,
+            "trained" => need(&s.trained, "train the model (or restore trained weights)")?,
+            other => return Err(Error::Config(format!("unknown model '{other}': use base or trained"))),
+        };
+        Ok((model, need(&s.bundle, "load a model")?, need(&s.device, "initialize a device")?.0, need(&s.judge, "load the sentiment judge")?))
+    })?;
+    let report = crate::mood::heldout_eval(&model, &bundle.tokenizer, &device, &judge, &sets, &recipe).await.map_err(js_err)?;
+    to_js(&report)
+}
+
+/// KTO loss of a desirable and of an undesirable example at each implied reward in `r`, from the
+/// engine's loss function (for the explainer's curves). Returns `{desirable, undesirable}`.
+#[wasm_bindgen]
+pub async fn loss_curve(r: Vec<f64>, z: f64, loss: JsValue) -> Result<JsValue, JsError> {
+    let cfg: crate::kto::KtoLossConfig = serde_wasm_bindgen::from_value(loss).map_err(js_err)?;
+    let device = with(|s| Ok(need(&s.device, "initialize a device")?.0))?;
+    let (desirable, undesirable) = crate::kto::loss::loss_curve(&r, z, &cfg, &device).await.map_err(js_err)?;
+    to_js(&serde_json::json!({ "desirable": desirable, "undesirable": undesirable }))
 }

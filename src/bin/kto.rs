@@ -247,6 +247,14 @@ enum Command {
         #[arg(long)]
         save: Option<PathBuf>,
     },
+    /// Write the app's prompt sets (JSON): demo/training prompts, held-out prompts and stories.
+    Prompts {
+        /// TinyStories-style text; default ../shared/data (a few built-in prompts when absent).
+        #[arg(long)]
+        stories: Option<PathBuf>,
+        #[arg(long, default_value_t = 60)]
+        train_prompts: usize,
+    },
     /// Time a KTO step (batch 8 x 64 tokens) and generation on each backend (one JSON line each).
     Bench {
         #[command(flatten)]
@@ -409,6 +417,23 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench { .. } => unreachable!("handled above"),
+        Command::Prompts { stories, train_prompts } => {
+            let path = stories.unwrap_or_else(default_stories);
+            let sets = match std::fs::read_to_string(&path) {
+                Ok(text) => kto_studio::eval::prompt_sets(&text, train_prompts),
+                Err(_) => {
+                    eprintln!("{} not found: writing a few built-in demo prompts (no held-out stories)", path.display());
+                    kto_studio::eval::PromptSets {
+                        train: ["Once upon a time, there was a little girl named Lily.", "Tom had a big red ball.", "One day, a cat saw a bird in the tree."]
+                            .map(String::from)
+                            .to_vec(),
+                        heldout: vec![],
+                        heldout_stories: vec![],
+                    }
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&sets).expect("prompt sets serialize"));
+        }
         Command::Mood {
             model,
             direction,

@@ -245,3 +245,21 @@ fn step_zero_on_stories260k_loss_is_half_and_gradient_is_the_closed_form() {
         assert!(c.max_diff <= 1e-6, "max |kto grad - closed form| = {}", c.max_diff);
     }
 }
+
+#[test]
+fn loss_curve_is_the_loss_function_on_a_grid() {
+    let r: Vec<f64> = (-40..=40).map(|i| i as f64 * 0.5).collect();
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    for (loss_type, z) in [(LossType::Kto, 1.5), (LossType::ApoZeroUnpaired, 1.5)] {
+        let cfg = KtoLossConfig { beta: 0.3, desirable_weight: 1.4, undesirable_weight: 0.8, loss_type };
+        let (d, u) = block(kto_studio::kto::loss::loss_curve(&r, z, &cfg, &cpu())).unwrap();
+        let z_eff = if loss_type == LossType::Kto { z } else { 0.0 };
+        for (i, &x) in r.iter().enumerate() {
+            assert!((d[i] - 1.4 * (1.0 - sig(0.3 * (x - z_eff)))).abs() < 1e-6);
+            assert!((u[i] - 0.8 * (1.0 - sig(0.3 * (z_eff - x)))).abs() < 1e-6);
+        }
+        // loss aversion made visible: at r = z both sit at half their weight
+        let mid = r.iter().position(|&x| (x - z_eff).abs() < 1e-9).unwrap();
+        assert!((d[mid] - 0.7).abs() < 1e-6 && (u[mid] - 0.4).abs() < 1e-6);
+    }
+}

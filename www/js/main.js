@@ -7,6 +7,8 @@ import { initGenerateView } from './views/generate.js';
 import { initDatasetView } from './views/dataset.js';
 import { initTrainView } from './views/train.js';
 import { initCompareView } from './views/compare.js';
+import { initDemoView } from './views/demo.js';
+import { initExplainerView } from './views/explainer.js';
 
 const app = {
   engine: new EngineClient(new URL('./worker.js', import.meta.url)),
@@ -14,6 +16,8 @@ const app = {
   modelName: null,
   backend: null,
   trained: false,
+  /** { train: [...], heldout: [...], heldout_stories: [...] } from TinyStories validation stories. */
+  prompts: fetch('data/prompts.json').then((r) => r.json()).catch(() => ({ train: [], heldout: [], heldout_stories: [] })),
 
   async initBackend(choice) {
     const badge = $('#backend');
@@ -49,6 +53,21 @@ const app = {
     return this.loadModel('stories260K', model, tok);
   },
 
+  /** The sentiment judge's lexicon (from the npm package `sentiment`, copied by the build). */
+  async loadJudge() {
+    const get = async (f) => {
+      const r = await fetch(`data/sentiment/${f}`);
+      if (!r.ok) throw new Error(`the sentiment lexicon ${f} is missing from this build`);
+      return r.text();
+    };
+    const [labels, emoji, negators] = await Promise.all(['labels.json', 'emoji.json', 'negators.json'].map(get));
+    await this.engine.call('judgeLoad', { labels, emoji, negators });
+  },
+
+  onTrainStep(metrics, config) {
+    views.explainer.onTrainStep(metrics, config);
+  },
+
   async addLabel(row) {
     await labels.add(row);
     await views.dataset.refresh();
@@ -67,6 +86,7 @@ function showView(name) {
   document.querySelectorAll('nav button').forEach((b) => b.classList.toggle('active', b.dataset.view === name));
   document.querySelectorAll('main > section').forEach((s) => (s.hidden = s.id !== `view-${name}`));
   if (name === 'dataset') views.dataset.refresh();
+  if (name === 'explainer') views.explainer.redraw();
 }
 
 async function boot() {
@@ -75,6 +95,8 @@ async function boot() {
   views.dataset = initDatasetView(app);
   views.train = initTrainView(app);
   initCompareView(app);
+  initDemoView(app);
+  views.explainer = initExplainerView(app);
   document.querySelectorAll('nav button').forEach((b) => b.addEventListener('click', () => showView(b.dataset.view)));
 
   const choice = new URLSearchParams(location.search).get('backend') || (await settings.get('backend', 'auto'));
@@ -88,6 +110,7 @@ async function boot() {
   try {
     await app.initBackend(choice);
     views.model.render(await app.loadBuiltin());
+    await app.loadJudge();
   } catch (e) {
     views.model.showError(e);
   }
@@ -100,6 +123,7 @@ async function restartEngine(choice, reason) {
   try {
     await app.initBackend(choice);
     if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.model, app.model.tokenizer));
+    await app.loadJudge();
     if (reason) notice(`The engine hit an internal error (${reason}) and was restarted; your labels are safe.`);
   } catch (e) {
     views.model.showError(e);

@@ -14,6 +14,13 @@
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, wD, wU }                            -> TRL imbalance advice or null
+//   judgeLoad { labels, emoji, negators }                   -> {} (AFINN lexicon texts from npm `sentiment`)
+//   judge     { texts }                                     -> [score]
+//   recipe    { mood: 'happier'|'sadder' }                  -> the documented mood recipe
+//   autoLabel { samples: [{prompt,text,tokens,score}], rule } -> { rows, desirable_weight, undesirable_weight }
+//   heldout   { which, sets, recipe }                       -> { summary, nll_per_token, samples }
+//   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
+//                                                           -> { desirable: number[], undesirable: number[] }
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.
 

@@ -65,6 +65,12 @@ const handlers = {
   parseJsonl: ({ text }) => engine.parse_jsonl_rows(text),
   toJsonl: ({ rows }) => engine.rows_to_jsonl(rows),
   advice: ({ nD, nU, wD, wU }) => engine.imbalance_advice(nD, nU, wD, wU),
+  judgeLoad: ({ labels, emoji, negators }) => { engine.judge_load(labels, emoji, negators); return {}; },
+  judge: ({ texts }) => engine.judge_scores(texts),
+  recipe: ({ mood }) => engine.mood_recipe(mood),
+  autoLabel: ({ samples, rule }) => engine.auto_label_rows(samples, rule),
+  heldout: ({ which, sets, recipe }) => engine.heldout_eval(which, sets, recipe),
+  lossCurve: ({ r, z, loss }) => engine.loss_curve(Float64Array.from(r), z, loss),
 };
 
 self.onmessage = async ({ data }) => {

@@ -38,10 +38,12 @@ export function initDatasetView(app) {
     const toggle = el('button', {
       'data-testid': 'row-label',
       'data-label': String(r.label),
-      onclick: async () => { await labels.put({ ...r, label: !r.label }); refresh(); },
+      onclick: async () => { await labels.put({ ...r, label: !r.label, source: 'human' }); refresh(); },
     }, r.label ? '👍' : '👎');
     return el('tr', { 'data-testid': 'row' },
-      el('td', {}, toggle, r.source === 'auto' ? el('span', { class: 'machine' }, 'auto') : null),
+      el('td', {}, toggle, r.source === 'auto'
+        ? el('span', { class: 'machine', 'data-testid': 'row-auto', title: `labelled by the sentiment judge (score ${r.score}); click the label to change it` }, '🤖 auto')
+        : null),
       el('td', {}, r.prompt),
       el('td', {}, completion),
       el('td', {}, el('button', { 'data-testid': 'row-delete', onclick: async () => { await labels.remove(r.id); refresh(); } }, 'delete')));

@@ -5,8 +5,8 @@ export function initGenerateView(app) {
   const samples = $('#samples');
   const select = $('#demo-prompts');
 
-  fetch('data/prompts.json').then((r) => r.json()).then((prompts) => {
-    for (const p of prompts) select.append(el('option', { value: p }, p.length > 70 ? p.slice(0, 70) + '…' : p));
+  app.prompts.then((sets) => {
+    for (const p of sets.train) select.append(el('option', { value: p }, p.length > 70 ? p.slice(0, 70) + '…' : p));
   }).catch(() => {});
   select.addEventListener('change', () => { if (select.value) $('#prompt').value = select.value; });
 
@@ -17,11 +17,12 @@ export function initGenerateView(app) {
   function card(prompt, i) {
     const text = el('textarea', { class: 'text', 'data-testid': 'sample-text', rows: 3 });
     const node = el('div', { class: 'sample', tabindex: 0, 'data-testid': 'sample', 'data-index': i });
-    const label = async (value) => {
+    const label = async (value, auto = null) => {
       if (node.classList.contains('labelled')) return;
       node.classList.add('labelled');
-      if (value !== null) await app.addLabel({ prompt, completion: text.value, label: value });
-      node.querySelector('.state').textContent = value === null ? 'skipped' : value ? '👍 desirable' : '👎 undesirable';
+      if (value !== null) await app.addLabel({ prompt, completion: text.value, label: value, source: auto ? 'auto' : 'human', score: auto?.score });
+      const what = value === null ? (auto ? 'neutral: left unlabelled' : 'skipped') : value ? '👍 desirable' : '👎 undesirable';
+      node.querySelector('.state').textContent = auto ? `🤖 ${what} (judge score ${auto.score})` : what;
       const next = node.nextElementSibling;
       if (next) next.focus();
     };
@@ -39,7 +40,16 @@ export function initGenerateView(app) {
       const key = { u: true, d: false, s: null }[e.key];
       if (key !== undefined) { e.preventDefault(); label(key); }
     });
+    node.autoLabel = (rule) => autoLabel(node, prompt, text, rule, label);
     return { node, text };
+  }
+
+  /** Label one sample by the judge: its score and the rule decide 👍, 👎 or no label. */
+  async function autoLabel(node, prompt, text, rule, label) {
+    if (node.classList.contains('labelled')) return;
+    const [score] = await app.engine.call('judge', { texts: [text.value] });
+    const { rows } = await app.engine.call('autoLabel', { samples: [{ prompt, text: text.value, tokens: 0, score }], rule });
+    await label(rows.length ? rows[0].label : null, { score });
   }
 
   async function generate() {
@@ -65,4 +75,8 @@ export function initGenerateView(app) {
   }
 
   $('#generate').addEventListener('click', generate);
+  $('#auto-label').addEventListener('click', async () => {
+    const rule = { mood: $('#auto-mood').value, threshold: num('auto-threshold'), band: num('auto-band') };
+    for (const node of samples.querySelectorAll('[data-testid=sample]:not(.labelled)')) await node.autoLabel(rule);
+  });
 }

@@ -52,7 +52,7 @@ export function initTrainView(app) {
           charts.rewards.push(e.step, [m['rewards/chosen'], m['rewards/rejected'], m['rewards/margins']]);
           charts.kl.push(e.step, [m.kl]);
           showMetrics(m);
-          app.onTrainStep?.(m);
+          app.onTrainStep?.(m, cfg);
         },
       });
       say(result.status === 'cancelled' ? `Cancelled after ${result.steps} steps.` :
