@@ -17,6 +17,12 @@ export function initExplainerView(app) {
     const p = params();
     try {
       const curve = await app.engine.call('lossCurve', { r: R, z: p.z, loss: p.loss });
+      // The batch's examples stay put (same data, same r); their losses follow the settings, so
+      // switching KTO <-> APO-zero or moving z shows what changes for the very same examples.
+      if (state.points.length) {
+        const at = await app.engine.call('lossCurve', { r: state.points.map((q) => q.r), z: p.z, loss: p.loss });
+        state.points.forEach((q, i) => (q.loss = q.label ? at.desirable[i] : at.undesirable[i]));
+      }
       state.last = { r: R, ...curve, ...p };
       draw();
     } catch { /* engine restarting */ }
@@ -65,14 +71,10 @@ export function initExplainerView(app) {
     $('#ex-wu').value = cfg.undesirable_weight;
     $('#ex-loss').value = cfg.loss_type;
     $('#ex-z').value = m.kl;
-    const r = (m.rewards || []).map((x) => x / cfg.beta);
-    try {
-      const at = await app.engine.call('lossCurve', { r, z: m.kl, loss: params().loss });
-      state.points = r.map((x, i) => ({ r: x, label: m.labels[i], loss: m.labels[i] ? at.desirable[i] : at.undesirable[i] }));
-    } catch { state.points = []; }
+    state.points = (m.rewards || []).map((x, i) => ({ r: x / cfg.beta, label: m.labels[i], loss: 0 }));
     await redraw();
   }
 
-  for (const id of ['ex-beta', 'ex-z', 'ex-wd', 'ex-wu', 'ex-loss']) $(`#${id}`).addEventListener('input', () => { state.points = []; redraw(); });
+  for (const id of ['ex-beta', 'ex-z', 'ex-wd', 'ex-wu', 'ex-loss']) $(`#${id}`).addEventListener('input', redraw);
   return { state, redraw, onTrainStep };
 }
