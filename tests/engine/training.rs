@@ -107,6 +107,8 @@ fn wgpu_and_cpu_agree_on_five_kto_steps() {
             (x.logps_rejected, y.logps_rejected),
             (x.grad_norm, y.grad_norm),
         ];
+        // Relative 1e-4: summed log-probs are ~-100, where f32 accumulation order alone moves the
+        // 4th decimal (measured: 1.6e-4 absolute, 2e-6 relative); logits themselves agree to 1e-4.
         for (p, q) in pairs {
             assert_eq!(p.is_some(), q.is_some(), "the same metrics are present on both backends");
             let (Some(p), Some(q)) = (p, q) else { continue };
