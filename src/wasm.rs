@@ -77,7 +77,12 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
             ));
         }
         // A new device invalidates every tensor made on the old one.
-        *s = State { device: Some((device, kind)), bundle: s.bundle.take(), judge: s.judge.take(), ..Default::default() };
+        *s = State {
+            device: Some((device, kind)),
+            bundle: s.bundle.take(),
+            judge: s.judge.take(),
+            ..Default::default()
+        };
         if let Some(b) = s.bundle.clone() {
             s.base = Some(Llama::from_weights(&b.weights, &s.device.as_ref().unwrap().0));
         }
@@ -306,9 +311,15 @@ pub async fn heldout_eval(which: String, sets: JsValue, recipe: JsValue) -> Resu
             "trained" => need(&s.trained, "train the model (or restore trained weights)")?,
             other => return Err(Error::Config(format!("unknown model '{other}': use base or trained"))),
         };
-        Ok((model, need(&s.bundle, "load a model")?, need(&s.device, "initialize a device")?.0, need(&s.judge, "load the sentiment judge")?))
+        Ok((
+            model,
+            need(&s.bundle, "load a model")?,
+            need(&s.device, "initialize a device")?.0,
+            need(&s.judge, "load the sentiment judge")?,
+        ))
     })?;
-    let report = crate::mood::heldout_eval(&model, &bundle.tokenizer, &device, &judge, &sets, &recipe).await.map_err(js_err)?;
+    let report =
+        crate::mood::heldout_eval(&model, &bundle.tokenizer, &device, &judge, &sets, &recipe).await.map_err(js_err)?;
     to_js(&report)
 }
 

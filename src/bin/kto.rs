@@ -422,11 +422,18 @@ async fn run(cli: Cli) -> Result<()> {
             let sets = match std::fs::read_to_string(&path) {
                 Ok(text) => kto_studio::eval::prompt_sets(&text, train_prompts),
                 Err(_) => {
-                    eprintln!("{} not found: writing a few built-in demo prompts (no held-out stories)", path.display());
+                    eprintln!(
+                        "{} not found: writing a few built-in demo prompts (no held-out stories)",
+                        path.display()
+                    );
                     kto_studio::eval::PromptSets {
-                        train: ["Once upon a time, there was a little girl named Lily.", "Tom had a big red ball.", "One day, a cat saw a bird in the tree."]
-                            .map(String::from)
-                            .to_vec(),
+                        train: [
+                            "Once upon a time, there was a little girl named Lily.",
+                            "Tom had a big red ball.",
+                            "One day, a cat saw a bird in the tree.",
+                        ]
+                        .map(String::from)
+                        .to_vec(),
                         heldout: vec![],
                         heldout_stories: vec![],
                     }

@@ -181,9 +181,15 @@ pub fn imbalance_advice(
 /// The value-function picture: per-example KTO loss at each implied reward `r` (log-ratio, not
 /// scaled by β), for a desirable and for an undesirable example, from [`kto_losses`] itself.
 /// With `apo_zero_unpaired` the reference point is 0 whatever `z` is.
-pub async fn loss_curve(r: &[f64], z: f64, cfg: &KtoLossConfig, device: &burn::tensor::Device) -> crate::Result<(Vec<f64>, Vec<f64>)> {
+pub async fn loss_curve(
+    r: &[f64],
+    z: f64,
+    cfg: &KtoLossConfig,
+    device: &burn::tensor::Device,
+) -> crate::Result<(Vec<f64>, Vec<f64>)> {
     let z = if cfg.loss_type == LossType::ApoZeroUnpaired { 0.0 } else { z };
-    let rt = || Tensor::<1>::from_data(TensorData::new(r.iter().map(|&x| x as f32).collect::<Vec<_>>(), [r.len()]), device);
+    let rt =
+        || Tensor::<1>::from_data(TensorData::new(r.iter().map(|&x| x as f32).collect::<Vec<_>>(), [r.len()]), device);
     let desirable = kto_losses(rt(), z, &vec![true; r.len()], cfg);
     let undesirable = kto_losses(rt(), z, &vec![false; r.len()], cfg);
     let tx = burn::tensor::Transaction::default().register(desirable).register(undesirable);

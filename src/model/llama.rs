@@ -51,10 +51,13 @@ pub struct Llama {
     config: LlamaConfig,
 }
 
-/// Keys and values of every layer for the positions already processed: `[B, KV heads, T, head]`.
+/// One layer's cached keys and values, `[B, KV heads, T, head]` each (`None` before the first call).
+type LayerKv = Option<(Tensor<4>, Tensor<4>)>;
+
+/// Keys and values of every layer for the positions already processed.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    layers: Vec<LayerKv>,
     len: usize,
 }
 
@@ -111,13 +114,7 @@ impl Rope {
 }
 
 impl Attention {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &Rope,
-        mask: Tensor<4, Bool>,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-    ) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: Tensor<4, Bool>, cache: Option<&mut LayerKv>) -> Tensor<3> {
         let [b, t, dim] = x.dims();
         let hd = dim / self.n_heads;
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
@@ -152,13 +149,7 @@ impl FeedForward {
 }
 
 impl Block {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &Rope,
-        mask: Tensor<4, Bool>,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-    ) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, mask: Tensor<4, Bool>, cache: Option<&mut LayerKv>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.attn_norm.forward(x), rope, mask, cache);
         x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
     }
@@ -299,7 +290,7 @@ impl Llama {
         ids: Tensor<2, Int>,
         start: usize,
         mask: Tensor<4, Bool>,
-        mut cache: Option<&mut Vec<Option<(Tensor<4>, Tensor<4>)>>>,
+        mut cache: Option<&mut Vec<LayerKv>>,
     ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
