@@ -6,13 +6,13 @@ use burn::tensor::Device;
 use crate::Result;
 use crate::kto::batch::collate;
 use crate::kto::loss::sequence_logps;
-use crate::model::Llama;
+use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
 /// Total NLL (nats) and number of predicted tokens over `texts`, each encoded with BOS and cut to
 /// the model's context; every token after BOS is predicted.
 pub async fn nll(
-    model: &Llama,
+    model: &Model,
     tok: &Tokenizer,
     device: &Device,
     texts: &[&str],

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::device::read_f32;
 use crate::error::config_err;
-use crate::model::{KvCache, Llama, token_ids};
+use crate::model::{KvCache, Model, token_ids};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ pub struct Sample {
 
 /// Generate `n` samples continuing `prompt`; `on_text(i, s)` receives sample i's new text as it comes.
 pub async fn generate(
-    model: &Llama,
+    model: &Model,
     tok: &Tokenizer,
     device: &Device,
     prompt: &str,

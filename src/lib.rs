@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod formats;
 pub mod generate;
 pub mod judge;

@@ -8,7 +8,7 @@ use crate::Result;
 use crate::generate::{SamplingConfig, generate};
 use crate::judge::Judge;
 use crate::kto::{KtoExample, TrainConfig};
-use crate::model::Llama;
+use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub struct JudgedSample {
 #[allow(clippy::too_many_arguments)]
 /// Sample `k` completions per prompt (prompt i uses seed `seed + 1000 i`) and judge them.
 pub async fn sample_and_judge(
-    model: &Llama,
+    model: &Model,
     tok: &Tokenizer,
     device: &Device,
     judge: &Judge,
@@ -198,7 +198,7 @@ pub struct HeldoutReport {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn heldout_eval(
-    model: &Llama,
+    model: &Model,
     tok: &Tokenizer,
     device: &Device,
     judge: &Judge,
@@ -249,7 +249,7 @@ pub async fn run_recipe(
     mut on_step: impl FnMut(&crate::kto::Metrics),
 ) -> Result<(MoodReport, crate::kto::Trainer)> {
     let tok = &bundle.tokenizer;
-    let base = Llama::from_weights(&bundle.weights, device);
+    let base = Model::from_weights(&bundle.weights, device);
     let before = heldout_eval(&base, tok, device, judge, sets, recipe).await?;
     let samples = sample_and_judge(
         &base,

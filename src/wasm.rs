@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::generate::{SamplingConfig, generate as run_generate};
 use crate::kto::{KtoDataset, KtoExample, TrainConfig, Trainer, imbalance_advice as advice, parse_jsonl, to_jsonl};
-use crate::model::Llama;
+use crate::model::Model;
 use crate::{BackendKind, Error, ModelBundle};
 
 unsafe extern "C" {
@@ -34,8 +34,8 @@ pub fn start() {
 struct State {
     device: Option<(Device, BackendKind)>,
     bundle: Option<Rc<ModelBundle>>,
-    base: Option<Llama>,
-    trained: Option<Llama>,
+    base: Option<Model>,
+    trained: Option<Model>,
     trainer: Option<Trainer>,
     dataset: Option<Rc<KtoDataset>>,
     /// True while a train step has the trainer out of the state.
@@ -84,7 +84,7 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
             ..Default::default()
         };
         if let Some(b) = s.bundle.clone() {
-            s.base = Some(Llama::from_weights(&b.weights, &s.device.as_ref().unwrap().0));
+            s.base = Some(Model::from_weights(&b.weights, &s.device.as_ref().unwrap().0));
         }
         Ok(())
     })?;
@@ -107,7 +107,7 @@ pub fn load_llama2c(name: String, model: &[u8], tokenizer: &[u8]) -> Result<JsVa
         if s.stepping {
             return Err(Error::Config("a training step is running; cancel training before loading a model".into()));
         }
-        s.base = Some(Llama::from_weights(&bundle.weights, &device));
+        s.base = Some(Model::from_weights(&bundle.weights, &device));
         s.bundle = Some(Rc::new(bundle));
         s.trained = None;
         s.trainer = None;
@@ -247,7 +247,7 @@ pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
             return Err(Error::Config("these trained weights belong to a different model architecture".into()));
         }
         let (device, _) = need(&s.device, "initialize a device")?;
-        s.trained = Some(Llama::from_weights(&weights, &device));
+        s.trained = Some(Model::from_weights(&weights, &device));
         Ok(())
     })
 }

@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::judge::Judge;
 use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
-use kto_studio::model::Llama;
+use burn::tensor::Device;
+use kto_studio::export;
+use kto_studio::formats::peft;
+use kto_studio::model::{LoraConfig, Model};
 use kto_studio::mood::{Mood, MoodRecipe, heldout_eval, run_recipe};
 use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 
@@ -49,9 +52,13 @@ impl From<BackendArg> for BackendKind {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// llama2.c model .bin (or a folder with model + tok*.bin); default: built-in stories260K.
+    /// A Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf file, or a
+    /// llama2.c .bin (or a folder with model + tok*.bin); default: built-in stories260K.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Tokenizer file, when it is not beside the model.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -61,6 +68,9 @@ struct ModelArgs {
 struct SampleArgs {
     #[arg(long, default_value = "")]
     prompt: String,
+    /// Treat the prompt as a user message in the model's chat template (instruct models).
+    #[arg(long)]
+    chat: bool,
     /// 0 = greedy.
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
@@ -135,6 +145,19 @@ struct TrainArgs {
     /// Clip the global gradient norm; 0 turns clipping off.
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
+    /// Train LoRA adapters of this rank on the frozen model (0 = full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    lora_rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
+    /// Projections that get adapters.
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    lora_targets: Vec<String>,
+    /// Wrap rows in the model's chat template (TRL's conversational format).
+    #[arg(long)]
+    chat: bool,
 }
 
 impl TrainArgs {
@@ -162,6 +185,13 @@ impl TrainArgs {
             steps: self.steps,
             shuffle: !self.no_shuffle,
             seed: self.seed,
+            lora: (self.lora_rank > 0).then(|| LoraConfig {
+                rank: self.lora_rank,
+                alpha: self.lora_alpha,
+                dropout: self.lora_dropout,
+                targets: self.lora_targets.clone(),
+            }),
+            chat: self.chat,
         }
     }
 }
@@ -187,6 +217,12 @@ enum Command {
         /// Save the trained weights as a llama2.c checkpoint.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Write the trained LoRA adapter as a PEFT folder.
+        #[arg(long)]
+        export_adapter: Option<PathBuf>,
+        /// Write the trained model (adapters merged) as a Hugging Face folder.
+        #[arg(long)]
+        export_merged: Option<PathBuf>,
     },
     /// KTO metrics of a model against a reference on a JSONL file, and/or held-out NLL of stories.
     Eval {
@@ -281,6 +317,27 @@ fn load(m: &ModelArgs) -> Result<ModelBundle> {
     ModelBundle::load(m.model.as_deref(), m.tokenizer.as_deref())
 }
 
+/// The model to run: the bundle's weights, plus the `--adapter` if one was given.
+fn model_with_adapter(m: &ModelArgs, bundle: &ModelBundle, device: &Device) -> Result<Model> {
+    let model = Model::from_weights(&bundle.weights, device);
+    match &m.adapter {
+        None => Ok(model),
+        Some(dir) => {
+            let read = |n: &str| std::fs::read(dir.join(n)).map_err(|e| Error::Config(format!("cannot read {}: {e}", dir.join(n).display())));
+            let (cfg, adapters) = peft::load(&read("adapter_config.json")?, &read("adapter_model.safetensors")?, &bundle.weights.config)?;
+            model.with_adapters(&cfg, &adapters, device)
+        }
+    }
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = pollster::block_on(run(cli)) {
@@ -303,7 +360,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate { model, sample } => {
             let bundle = load(&model)?;
-            let llama = Llama::from_weights(&bundle.weights, &device);
+            let llama = model_with_adapter(&model, &bundle, &device)?;
+            let prompt = if sample.chat { bundle.tokenizer.chat_prompt(&sample.prompt)? } else { sample.prompt.clone() };
             let cfg = SamplingConfig {
                 max_tokens: sample.max_tokens,
                 temperature: sample.temperature,
@@ -313,14 +371,14 @@ async fn run(cli: Cli) -> Result<()> {
                 stop: vec![],
             };
             let mut out = std::io::stdout();
-            generate(&llama, &bundle.tokenizer, &device, &sample.prompt, 1, &cfg, |_, s| {
+            generate(&llama, &bundle.tokenizer, &device, &prompt, 1, &cfg, |_, s| {
                 let _ = out.write_all(s.as_bytes());
                 let _ = out.flush();
             })
             .await?;
             println!();
         }
-        Command::Train { model, train, metrics_out, save } => {
+        Command::Train { model, train, metrics_out, save, export_adapter, export_merged } => {
             let bundle = load(&model)?;
             let examples = parse_jsonl(&read_text(&train.data)?)?;
             let cfg = train.config();
@@ -359,6 +417,15 @@ async fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&path, kto_studio::formats::llama2c::save(&weights)?)?;
                 eprintln!("saved trained weights to {}", path.display());
             }
+            if let Some(dir) = export_adapter {
+                let lora = cfg.lora.as_ref().ok_or_else(|| Error::Config("--export-adapter needs a LoRA run (--lora-rank N)".into()))?;
+                write_files(&dir, &export::adapter(&trainer.policy(), lora, &bundle).await?)?;
+                eprintln!("wrote the PEFT adapter to {}", dir.display());
+            }
+            if let Some(dir) = export_merged {
+                write_files(&dir, &export::merged(&trainer.policy(), &bundle).await?)?;
+                eprintln!("wrote the merged model to {}", dir.display());
+            }
         }
         Command::Eval {
             model,
@@ -384,7 +451,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 let text = read_text(&default_stories())?;
                 let sets = kto_studio::eval::prompt_sets(&text, 60);
-                let llama = Llama::from_weights(&bundle.weights, &device);
+                let llama = Model::from_weights(&bundle.weights, &device);
                 let report = heldout_eval(&llama, &bundle.tokenizer, &device, &Judge::afinn()?, &sets, &recipe).await?;
                 println!("{}", serde_json::to_string(&report).expect("report serializes"));
             }
@@ -411,7 +478,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let text = read_text(&path)?;
                 let all = kto_studio::eval::split_stories(&text);
                 let texts: Vec<&str> = all.iter().take(max_stories).map(|s| s.as_str()).collect();
-                let llama = Llama::from_weights(&bundle.weights, &device);
+                let llama = Model::from_weights(&bundle.weights, &device);
                 let (total, n) = kto_studio::eval::nll(&llama, &bundle.tokenizer, &device, &texts, batch_size).await?;
                 println!("{{\"nll_per_token\": {}, \"tokens\": {n}, \"stories\": {}}}", total / n as f64, texts.len());
             }
@@ -548,7 +615,7 @@ async fn bench(
     gen_tokens: usize,
 ) -> Result<()> {
     let tok = &bundle.tokenizer;
-    let llama = Llama::from_weights(&bundle.weights, device);
+    let llama = Model::from_weights(&bundle.weights, device);
     let greedy = SamplingConfig { temperature: 0.0, max_tokens: gen_tokens, ..Default::default() };
     // warm-up (kernel compilation), then timed
     generate(&llama, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;

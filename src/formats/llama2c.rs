@@ -4,7 +4,7 @@
 use super::Reader;
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{LayerWeights, LlamaConfig, LlamaWeights, RopeLayout};
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
 
 const HEADER_BYTES: usize = 7 * 4;
 /// Limits that no llama2.c-sized model comes near; they turn a garbage header into an error
@@ -15,7 +15,7 @@ const MAX_VOCAB: usize = 1 << 20;
 const MAX_SEQ: usize = 1 << 20;
 
 /// Parse a llama2.c checkpoint. The file size must match the header exactly.
-pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
+pub fn load(bytes: &[u8]) -> Result<ModelWeights> {
     if bytes.is_empty() {
         return Err(format_err("the model file is empty: expected a llama2.c checkpoint (.bin)"));
     }
@@ -89,9 +89,9 @@ pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
     let mut it = rms_att.into_iter().zip(wq).zip(wk).zip(wv).zip(wo).zip(rms_ffn).zip(w1).zip(w2).zip(w3);
     for _ in 0..layers {
         let ((((((((attn_norm, wq), wk), wv), wo), ffn_norm), w1), w2), w3) = it.next().unwrap();
-        layer_weights.push(LayerWeights { attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3 });
+        layer_weights.push(LayerWeights { attn_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3, ..Default::default() });
     }
-    let config = LlamaConfig {
+    let config = ModelConfig {
         dim,
         hidden_dim: hidden,
         n_layers: layers,
@@ -103,15 +103,20 @@ pub fn load(bytes: &[u8]) -> Result<LlamaWeights> {
         rope_theta: 10000.0,
         rope_layout: RopeLayout::Adjacent,
         tied_embeddings: tied,
+        arch: Arch::Llama,
+        qkv_bias: false,
     };
-    let weights = LlamaWeights { config, tok_emb, layers: layer_weights, norm, lm_head };
+    let weights = ModelWeights { config, tok_emb, pos_emb: None, layers: layer_weights, norm, norm_bias: None, lm_head };
     weights.validate()?;
     Ok(weights)
 }
 
 /// Write weights back as a llama2.c legacy checkpoint (what `--save` and the page's download produce).
-pub fn save(w: &LlamaWeights) -> Result<Vec<u8>> {
+pub fn save(w: &ModelWeights) -> Result<Vec<u8>> {
     let c = &w.config;
+    if c.arch != Arch::Llama || c.qkv_bias {
+        return Err(format_err("only plain Model models (no biases) can be written as llama2.c checkpoints"));
+    }
     if c.rope_layout != RopeLayout::Adjacent {
         return Err(format_err(
             "only models with llama2.c's adjacent-pair RoPE layout can be written as llama2.c checkpoints",

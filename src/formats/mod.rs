@@ -1,7 +1,10 @@
-//! Model file formats. Each loader turns bytes into host-side [`crate::model::LlamaWeights`]
+//! Model file formats. Each loader turns bytes into host-side [`crate::model::ModelWeights`]
 //! (PyTorch layout, `[out, in]`) so the model itself never knows where its weights came from.
 
+pub mod gguf;
+pub mod hf;
 pub mod llama2c;
+pub mod peft;
 
 /// Little-endian reader over a byte slice that reports truncation instead of panicking.
 pub(crate) struct Reader<'a> {

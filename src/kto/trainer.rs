@@ -20,8 +20,8 @@ use super::loss::{
 };
 use crate::device::read_all;
 use crate::error::config_err;
-use crate::model::{Llama, LlamaWeights};
-use crate::tokenizer::Tokenizer;
+use crate::model::{LoraConfig, Model, ModelWeights};
+use crate::tokenizer::{Message, Tokenizer};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,11 @@ pub struct TrainConfig {
     /// Shuffle the rows once (seeded) before batching; TRL itself never shuffles.
     pub shuffle: bool,
     pub seed: u64,
+    /// Train LoRA adapters on a frozen base (the reference is the base, adapters off); `None` =
+    /// full fine-tuning.
+    pub lora: Option<LoraConfig>,
+    /// Wrap each row in the model's chat template (TRL's conversational format).
+    pub chat: bool,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +71,8 @@ impl Default for TrainConfig {
             steps: 30,
             shuffle: true,
             seed: 42,
+            lora: None,
+            chat: false,
         }
     }
 }
@@ -94,7 +101,11 @@ impl TrainConfig {
     /// Tokenize and batch `examples` per TRL, after the optional seeded shuffle.
     pub fn dataset(&self, tok: &Tokenizer, examples: &[KtoExample]) -> Result<KtoDataset> {
         self.validate()?;
-        let mut rows = examples.to_vec();
+        let mut rows = if self.chat {
+            examples.iter().map(|e| chat_row(tok, e)).collect::<Result<Vec<_>>>()?
+        } else {
+            examples.to_vec()
+        };
         if self.shuffle {
             rows.shuffle(&mut StdRng::seed_from_u64(self.seed));
         }
@@ -102,9 +113,16 @@ impl TrainConfig {
     }
 }
 
+/// A row in TRL's conversational form: the prompt as a user turn with the generation prompt,
+/// the completion as the assistant turn and its end token.
+pub fn chat_row(tok: &Tokenizer, e: &KtoExample) -> Result<KtoExample> {
+    let (prompt, completion) = tok.chat_split(&[Message::new("user", &e.prompt)], &e.completion)?;
+    Ok(KtoExample { prompt, completion, label: e.label })
+}
+
 pub struct Trainer {
-    policy: Llama,
-    reference: Llama,
+    policy: Model,
+    reference: Model,
     optim: burn::optim::ModuleOptimizer,
     cfg: TrainConfig,
     device: Device,
@@ -135,7 +153,7 @@ fn batch_key(batch: &KtoBatch, with_kl: bool) -> u64 {
     h.finish()
 }
 
-fn seq_logps(model: &Llama, c: &Collated, device: &Device) -> Tensor<1> {
+fn seq_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
     let ids = c.ids_tensor(device);
     let logits = model.forward(ids.clone(), &c.lengths);
     sequence_logps(logits, ids, c.mask_tensor(device))
@@ -174,15 +192,15 @@ impl ModuleVisitor for Scale<'_> {
 
 impl Trainer {
     /// `device` is the plain (non-autodiff) device; the policy trains on `device.autodiff()`.
-    pub fn new(weights: &LlamaWeights, device: &Device, cfg: TrainConfig) -> Result<Self> {
+    pub fn new(weights: &ModelWeights, device: &Device, cfg: TrainConfig) -> Result<Self> {
         Self::with_reference(weights, weights, device, cfg)
     }
 
     /// Start from `policy` weights, measured against a different `reference` (e.g. to evaluate a
     /// trained checkpoint against its base model).
     pub fn with_reference(
-        policy: &LlamaWeights,
-        reference: &LlamaWeights,
+        policy: &ModelWeights,
+        reference: &ModelWeights,
         device: &Device,
         cfg: TrainConfig,
     ) -> Result<Self> {
@@ -191,6 +209,18 @@ impl Trainer {
             return Err(config_err("the policy and reference models have different architectures"));
         }
         let ad_device = device.clone().autodiff();
+        let (policy, reference) = match &cfg.lora {
+            Some(lora) => {
+                if !std::ptr::eq(policy, reference) && policy != reference {
+                    return Err(config_err("with LoRA the reference is the base model itself; pass the same weights"));
+                }
+                let policy = Model::from_weights(policy, &ad_device).with_lora(lora, cfg.seed, &ad_device)?;
+                // The same tensors, adapters off: no second copy of the model.
+                let reference = policy.valid().without_adapters();
+                (policy, reference)
+            }
+            None => (Model::from_weights(policy, &ad_device), Model::from_weights(reference, device)),
+        };
         let optim = match cfg.optimizer {
             OptimizerKind::Adamw => {
                 AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(cfg.weight_decay as f32).init()
@@ -198,8 +228,8 @@ impl Trainer {
             OptimizerKind::Sgd => SgdConfig::new().init(),
         };
         Ok(Self {
-            policy: Llama::from_weights(policy, &ad_device),
-            reference: Llama::from_weights(reference, device),
+            policy,
+            reference,
             optim,
             cfg,
             device: device.clone(),
@@ -217,14 +247,14 @@ impl Trainer {
         self.step
     }
     /// The trained model for inference (no autodiff).
-    pub fn policy(&self) -> Llama {
+    pub fn policy(&self) -> Model {
         self.policy.valid()
     }
-    pub fn reference(&self) -> &Llama {
+    pub fn reference(&self) -> &Model {
         &self.reference
     }
     /// The trainable model itself (on the autodiff device), for gradient checks.
-    pub fn policy_autodiff(&self) -> &Llama {
+    pub fn policy_autodiff(&self) -> &Model {
         &self.policy
     }
 
@@ -285,7 +315,7 @@ impl Trainer {
     /// weights are left untouched and an error says so.
     pub async fn step(&mut self, data: &KtoDataset) -> Result<Metrics> {
         let accum = self.cfg.grad_accum;
-        let mut acc = GradientsAccumulator::<Llama>::new();
+        let mut acc = GradientsAccumulator::<Model>::new();
         let mut parts = Vec::with_capacity(accum);
         for _ in 0..accum {
             let batch = data.batch(self.next_batch);

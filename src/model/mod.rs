@@ -1,8 +1,10 @@
-//! The Llama-family model: host-side weights (what loaders produce and savers consume) and the
-//! burn module that runs them.
+//! The decoder model: host-side weights (what loaders produce and savers consume), the burn
+//! module that runs them, and LoRA adapters.
 
-mod llama;
+mod lora;
+mod transformer;
 mod weights;
 
-pub use llama::{KvCache, Llama, token_ids};
-pub use weights::{LayerWeights, LlamaConfig, LlamaWeights, RopeLayout};
+pub use lora::{HostAdapter, LoraConfig, TARGETS as LORA_TARGETS};
+pub use transformer::{KvCache, Model, token_ids};
+pub use weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};

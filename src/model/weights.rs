@@ -11,8 +11,22 @@ pub enum RopeLayout {
     RotateHalf,
 }
 
+/// The decoder families the engine runs. Both are the same pre-norm transformer; they differ in
+/// norm (RMSNorm vs LayerNorm with bias), positions (RoPE vs learned), and MLP (SwiGLU vs GELU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Llama, SmolLM/SmolLM2, TinyLlama, Qwen2 (with `qkv_bias`), llama2.c.
+    #[default]
+    Llama,
+    /// GPT-2: learned positions, LayerNorm with bias, gelu_new, biases everywhere.
+    Gpt2,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
+    #[serde(default)]
+    pub arch: Arch,
     pub dim: usize,
     pub hidden_dim: usize,
     pub n_layers: usize,
@@ -24,9 +38,12 @@ pub struct LlamaConfig {
     pub rope_theta: f64,
     pub rope_layout: RopeLayout,
     pub tied_embeddings: bool,
+    /// Biases on the q/k/v projections (Qwen2).
+    #[serde(default)]
+    pub qkv_bias: bool,
 }
 
-impl LlamaConfig {
+impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.dim / self.n_heads
     }
@@ -36,26 +53,39 @@ impl LlamaConfig {
     /// Number of parameters (a tied embedding counted once).
     pub fn num_params(&self) -> usize {
         let (d, h, kv, v) = (self.dim, self.hidden_dim, self.kv_dim(), self.vocab_size);
-        let per_layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * h * d;
-        v * d + self.n_layers * per_layer + d + if self.tied_embeddings { 0 } else { v * d }
+        let (per_layer, extra) = match self.arch {
+            Arch::Llama => (2 * d + 2 * d * d + 2 * kv * d + 3 * h * d + if self.qkv_bias { d + 2 * kv } else { 0 }, d),
+            // LayerNorm weight+bias twice, biases on q,k,v,o and both MLP layers; positions; ln_f.
+            Arch::Gpt2 => (4 * d + 4 * d * d + 4 * d + 2 * h * d + h + d, self.max_seq_len * d + 2 * d),
+        };
+        v * d + self.n_layers * per_layer + extra + if self.tied_embeddings { 0 } else { v * d }
     }
 }
 
-/// One transformer block's weights, Linear weights as `[out, in]` row-major.
-#[derive(Debug, Clone, PartialEq)]
+/// One transformer block's weights, Linear weights as `[out, in]` row-major. Biases are `None`
+/// where the architecture has none.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LayerWeights {
     pub attn_norm: Vec<f32>,
+    pub attn_norm_bias: Option<Vec<f32>>,
     pub wq: Vec<f32>,
     pub wk: Vec<f32>,
     pub wv: Vec<f32>,
     pub wo: Vec<f32>,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub bo: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
-    /// gate
+    pub ffn_norm_bias: Option<Vec<f32>>,
+    /// gate (empty for GPT-2, whose MLP has none)
     pub w1: Vec<f32>,
-    /// down
+    /// down (GPT-2: `mlp.c_proj`)
     pub w2: Vec<f32>,
-    /// up
+    /// up (GPT-2: `mlp.c_fc`)
     pub w3: Vec<f32>,
+    pub b2: Option<Vec<f32>>,
+    pub b3: Option<Vec<f32>>,
 }
 
 impl LayerWeights {
@@ -66,17 +96,20 @@ impl LayerWeights {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct LlamaWeights {
-    pub config: LlamaConfig,
+pub struct ModelWeights {
+    pub config: ModelConfig,
     /// `[vocab, dim]`
     pub tok_emb: Vec<f32>,
+    /// Learned positions `[max_seq_len, dim]` (GPT-2).
+    pub pos_emb: Option<Vec<f32>>,
     pub layers: Vec<LayerWeights>,
     pub norm: Vec<f32>,
+    pub norm_bias: Option<Vec<f32>>,
     /// `[vocab, dim]`; `None` when tied to `tok_emb`.
     pub lm_head: Option<Vec<f32>>,
 }
 
-impl LlamaWeights {
+impl ModelWeights {
     /// Check every array has the size the config implies (loaders call this; a mismatch would
     /// otherwise surface as a shape panic deep inside a forward pass).
     pub fn validate(&self) -> Result<()> {
@@ -93,6 +126,16 @@ impl LlamaWeights {
         };
         check("token embedding".into(), self.tok_emb.len(), v * d)?;
         check("final norm".into(), self.norm.len(), d)?;
+        let gpt2 = c.arch == Arch::Gpt2;
+        let opt = |name: String, got: &Option<Vec<f32>>, want: usize, required: bool| -> Result<()> {
+            match got {
+                Some(v) => check(name, v.len(), want),
+                None if required => Err(format_err(format!("tensor {name} is missing"))),
+                None => Ok(()),
+            }
+        };
+        opt("final norm bias".into(), &self.norm_bias, d, gpt2)?;
+        opt("position embedding".into(), &self.pos_emb, c.max_seq_len * d, gpt2)?;
         if self.layers.len() != c.n_layers {
             return Err(format_err(format!("{} layers present, config says {}", self.layers.len(), c.n_layers)));
         }
@@ -104,11 +147,23 @@ impl LlamaWeights {
                 ("wv", l.wv.len(), kv * d),
                 ("wo", l.wo.len(), d * d),
                 ("ffn_norm", l.ffn_norm.len(), d),
-                ("w1", l.w1.len(), h * d),
+                ("w1", l.w1.len(), if gpt2 { 0 } else { h * d }),
                 ("w2", l.w2.len(), d * h),
                 ("w3", l.w3.len(), h * d),
             ] {
                 check(format!("layers.{i}.{name}"), got, want)?;
+            }
+            for (name, got, want, required) in [
+                ("attn_norm_bias", &l.attn_norm_bias, d, gpt2),
+                ("ffn_norm_bias", &l.ffn_norm_bias, d, gpt2),
+                ("bq", &l.bq, d, gpt2 || c.qkv_bias),
+                ("bk", &l.bk, kv, gpt2 || c.qkv_bias),
+                ("bv", &l.bv, kv, gpt2 || c.qkv_bias),
+                ("bo", &l.bo, d, gpt2),
+                ("b2", &l.b2, d, gpt2),
+                ("b3", &l.b3, h, gpt2),
+            ] {
+                opt(format!("layers.{i}.{name}"), got, want, required)?;
             }
         }
         match (&self.lm_head, c.tied_embeddings) {

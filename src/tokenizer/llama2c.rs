@@ -19,6 +19,7 @@ pub struct Llama2cTokenizer {
     pieces: Vec<Vec<u8>>,
     scores: Vec<f32>,
     lookup: HashMap<Vec<u8>, u32>,
+    eos: u32,
 }
 
 impl Llama2cTokenizer {
@@ -66,11 +67,17 @@ impl Llama2cTokenizer {
                 "a llama2.c tokenizer needs at least 259 tokens (3 special + 256 bytes), this model has {vocab_size}"
             )));
         }
+        Ok(Self::from_pieces(pieces, scores, BOS))
+    }
+
+    /// A SentencePiece vocabulary given as pieces (spaces, not `▁`) and merge scores, with its
+    /// end-of-sequence id (GGUF files carry Llama's tokenizer this way).
+    pub fn from_pieces(pieces: Vec<Vec<u8>>, scores: Vec<f32>, eos: u32) -> Self {
         let mut lookup = HashMap::with_capacity(pieces.len());
         for (i, p) in pieces.iter().enumerate() {
             lookup.entry(p.clone()).or_insert(i as u32);
         }
-        Ok(Self { pieces, scores, lookup })
+        Self { pieces, scores, lookup, eos }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -80,11 +87,11 @@ impl Llama2cTokenizer {
     /// llama2.c models end a story by predicting BOS (their training data separates stories with
     /// it), and run.c stops there; so BOS doubles as the end-of-sequence token.
     pub fn eos_id(&self) -> u32 {
-        BOS
+        self.eos
     }
 
     pub fn eos_text(&self) -> String {
-        String::from_utf8_lossy(&self.pieces[BOS as usize]).into_owned()
+        String::from_utf8_lossy(&self.pieces[self.eos as usize]).into_owned()
     }
 
     /// Encode like run.c's `encode(text, bos, eos=0)`. The EOS piece text is matched as a whole

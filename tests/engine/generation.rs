@@ -1,6 +1,6 @@
 use burn::tensor::{Device, Tensor};
 use kto_studio::generate::{SamplingConfig, generate};
-use kto_studio::model::{KvCache, Llama, token_ids};
+use kto_studio::model::{KvCache, Model, token_ids};
 use serde_json::Value;
 
 use crate::common::*;
@@ -11,7 +11,7 @@ fn golden() -> Value {
 
 fn check_golden(device: &Device) {
     let m = model();
-    let llama = Llama::from_weights(&m.weights, device);
+    let llama = Model::from_weights(&m.weights, device);
     for case in golden()["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let want_ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
@@ -44,7 +44,7 @@ fn greedy_matches_the_numpy_llama2c_reference_on_wgpu() {
 fn kv_cache_path_equals_the_full_forward() {
     let m = model();
     let device = cpu();
-    let llama = Llama::from_weights(&m.weights, &device);
+    let llama = Model::from_weights(&m.weights, &device);
     let ids = m.tokenizer.encode("Once upon a time there was a cat", true);
     let t = ids.len();
     let full = llama.forward(token_ids(&ids, 1, &device), &[t]);
@@ -70,7 +70,7 @@ fn kv_cache_path_equals_the_full_forward() {
 fn padded_batch_rows_equal_their_unpadded_forward() {
     let m = model();
     let device = cpu();
-    let llama = Llama::from_weights(&m.weights, &device);
+    let llama = Model::from_weights(&m.weights, &device);
     let a = m.tokenizer.encode("The sun was shining and the birds sang", true);
     let b = m.tokenizer.encode("Tom had a red ball", true);
     let t = a.len();
@@ -89,7 +89,7 @@ fn wgpu_and_cpu_agree_on_logits() {
     let ids = m.tokenizer.encode("Lily and Ben went to the park. They saw a big dog.", true);
     let t = ids.len();
     let run = |device: &Device| {
-        let llama = Llama::from_weights(&m.weights, device);
+        let llama = Model::from_weights(&m.weights, device);
         let x = token_ids(&ids, 1, device);
         llama.forward(x, &[t]).into_data().try_into_vec::<f32>().unwrap()
     };
@@ -102,7 +102,7 @@ fn wgpu_and_cpu_agree_on_logits() {
 fn sampling_is_deterministic_per_seed_and_respects_top_k() {
     let m = model();
     let device = cpu();
-    let llama = Llama::from_weights(&m.weights, &device);
+    let llama = Model::from_weights(&m.weights, &device);
     let cfg = SamplingConfig { temperature: 1.0, top_k: 20, top_p: 0.9, max_tokens: 40, seed: 7, ..Default::default() };
     let run = |cfg: &SamplingConfig| {
         block(generate(&llama, &m.tokenizer, &device, "Once upon a time", 3, cfg, |_, _| {})).unwrap()
@@ -124,7 +124,7 @@ fn sampling_is_deterministic_per_seed_and_respects_top_k() {
 fn bad_sampling_settings_are_errors() {
     let m = model();
     let device = cpu();
-    let llama = Llama::from_weights(&m.weights, &device);
+    let llama = Model::from_weights(&m.weights, &device);
     for cfg in [
         SamplingConfig { temperature: -1.0, ..Default::default() },
         SamplingConfig { top_p: 0.0, ..Default::default() },

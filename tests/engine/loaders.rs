@@ -69,7 +69,7 @@ fn save_then_load_round_trips_exactly() {
     assert_eq!(bytes.len(), builtin_file("stories260K.bin").len());
     assert_eq!(llama2c::load(&bytes).unwrap(), m.weights);
     // and the same weights read back from a device
-    let back = block(kto_studio::model::Llama::from_weights(&m.weights, &cpu()).to_weights()).unwrap();
+    let back = block(kto_studio::model::Model::from_weights(&m.weights, &cpu()).to_weights()).unwrap();
     assert_eq!(back, m.weights);
     let _ = ModelBundle::from_llama2c("x", &bytes, &builtin_file("tok512.bin")).unwrap();
 }

@@ -2,7 +2,7 @@ use burn::tensor::Device;
 use kto_studio::ModelBundle;
 use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::kto::{KtoExample, LossType, Metrics, OptimizerKind, TrainConfig, Trainer};
-use kto_studio::model::Llama;
+use kto_studio::model::Model;
 
 use crate::common::*;
 
@@ -12,7 +12,7 @@ const PROMPTS: [&str; 4] =
 /// A labelled set from the model's own samples: completions that mention "happy" or "fun" are
 /// desirable, the others undesirable (both classes are guaranteed present by construction).
 pub fn sampled_dataset(m: &ModelBundle, device: &Device) -> Vec<KtoExample> {
-    let llama = Llama::from_weights(&m.weights, device);
+    let llama = Model::from_weights(&m.weights, device);
     let cfg = SamplingConfig { temperature: 1.0, max_tokens: 40, seed: 1, ..Default::default() };
     let mut rows = Vec::new();
     for (p, prompt) in PROMPTS.iter().enumerate() {
@@ -78,7 +78,7 @@ fn thirty_adamw_steps_raise_margins_lower_loss_and_change_generations() {
     assert!(metrics.last().unwrap().loss < metrics[0].loss);
 
     let greedy = SamplingConfig { temperature: 0.0, max_tokens: 60, ..Default::default() };
-    let base = Llama::from_weights(&m.weights, &device);
+    let base = Model::from_weights(&m.weights, &device);
     let tuned = trainer.policy();
     let mut differ = 0;
     for prompt in PROMPTS {

@@ -1,0 +1,385 @@
+//! GGUF (llama.cpp) files: metadata, tensors dequantized to f32 (F32, F16, BF16, Q8_0, Q4_0,
+//! Q4_1), and the tokenizer embedded in the metadata (GPT-2 byte-level BPE or SentencePiece).
+//! llama.cpp stores Llama Q/K in the adjacent-pair RoPE layout; Qwen2 keeps rotate-half.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::Reader;
+use crate::Result;
+use crate::error::format_err;
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+use crate::tokenizer::{HfTokenizer, Llama2cTokenizer, Tokenizer};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const QK: usize = 32;
+
+/// A metadata value (arrays of numbers are kept as f64, of strings as strings).
+#[derive(Debug, Clone)]
+pub enum Meta {
+    Num(f64),
+    Bool(bool),
+    Str(String),
+    Nums(Vec<f64>),
+    Strs(Vec<String>),
+}
+
+struct TensorInfo {
+    /// ggml order: `dims[0]` is the fastest-moving (a `[out, in]` matrix has dims `[in, out]`).
+    dims: Vec<usize>,
+    kind: u32,
+    offset: usize,
+}
+
+pub struct Gguf<'a> {
+    pub meta: HashMap<String, Meta>,
+    tensors: HashMap<String, TensorInfo>,
+    data: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn len(&mut self) -> Result<usize> {
+        let n = self.u64()?;
+        // Every element takes at least one byte, so a count past the file size is corruption.
+        if n as usize > self.remaining() {
+            return Err(format_err(format!("GGUF: a length of {n} at offset {} runs past the end of the file", self.pos())));
+        }
+        Ok(n as usize)
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.len()?;
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    fn scalar(&mut self, ty: u32) -> Result<Option<f64>> {
+        Ok(Some(match ty {
+            0 => self.take(1)?[0] as f64,
+            1 => self.take(1)?[0] as i8 as f64,
+            2 => u16::from_le_bytes(self.take(2)?.try_into().unwrap()) as f64,
+            3 => i16::from_le_bytes(self.take(2)?.try_into().unwrap()) as f64,
+            4 => self.u32()? as f64,
+            5 => self.i32()? as f64,
+            6 => self.f32()? as f64,
+            7 => self.take(1)?[0] as f64,
+            10 => self.u64()? as f64,
+            11 => self.u64()? as i64 as f64,
+            12 => f64::from_le_bytes(self.take(8)?.try_into().unwrap()),
+            _ => return Ok(None),
+        }))
+    }
+    fn value(&mut self, ty: u32) -> Result<Meta> {
+        Ok(match ty {
+            7 => Meta::Bool(self.take(1)?[0] != 0),
+            8 => Meta::Str(self.string()?),
+            9 => {
+                let inner = self.u32()?;
+                let n = self.len()?;
+                if inner == 8 {
+                    Meta::Strs((0..n).map(|_| self.string()).collect::<Result<_>>()?)
+                } else {
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(self.scalar(inner)?.ok_or_else(|| format_err(format!("GGUF: unknown array element type {inner}")))?);
+                    }
+                    Meta::Nums(v)
+                }
+            }
+            t => Meta::Num(self.scalar(t)?.ok_or_else(|| format_err(format!("GGUF: unknown metadata value type {t}")))?),
+        })
+    }
+}
+
+fn f16(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+/// Dequantize `n` values of ggml type `kind` from `bytes`.
+pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+    let (block_bytes, block_len) = match kind {
+        0 => (4, 1),
+        1 | 30 => (2, 1),
+        2 => (18, QK),
+        3 => (20, QK),
+        8 => (34, QK),
+        _ => {
+            return Err(format_err(format!(
+                "GGUF tensor type {kind} is not supported (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are); \
+                 re-quantize the model with llama.cpp's llama-quantize to one of those"
+            )));
+        }
+    };
+    if n % block_len != 0 || bytes.len() < n / block_len * block_bytes {
+        return Err(format_err("GGUF: tensor data is shorter than its shape implies"));
+    }
+    let blocks = bytes[..n / block_len * block_bytes].chunks_exact(block_bytes);
+    let mut out = Vec::with_capacity(n);
+    match kind {
+        0 => out.extend(blocks.map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
+        1 => out.extend(blocks.map(f16)),
+        30 => out.extend(blocks.map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        // Q4_0: scale d, 16 bytes of nibbles; low nibbles are values 0..16, high nibbles 16..32.
+        2 => blocks.for_each(|b| {
+            let d = f16(b);
+            let q = &b[2..];
+            out.extend(q.iter().map(|x| ((x & 0xF) as i32 - 8) as f32 * d));
+            out.extend(q.iter().map(|x| ((x >> 4) as i32 - 8) as f32 * d));
+        }),
+        // Q4_1: scale d and minimum m.
+        3 => blocks.for_each(|b| {
+            let (d, m) = (f16(b), f16(&b[2..]));
+            let q = &b[4..];
+            out.extend(q.iter().map(|x| (x & 0xF) as f32 * d + m));
+            out.extend(q.iter().map(|x| (x >> 4) as f32 * d + m));
+        }),
+        // Q8_0: scale d, 32 signed bytes.
+        _ => blocks.for_each(|b| {
+            let d = f16(b);
+            out.extend(b[2..].iter().map(|&x| x as i8 as f32 * d));
+        }),
+    }
+    Ok(out)
+}
+
+fn data_size(kind: u32, n: usize) -> usize {
+    match kind {
+        0 => 4 * n,
+        1 | 30 => 2 * n,
+        2 => n / QK * 18,
+        3 => n / QK * 20,
+        8 => n / QK * 34,
+        _ => 0,
+    }
+}
+
+impl<'a> Gguf<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.len() < 4 || &bytes[..4] != MAGIC {
+            return Err(format_err("not a GGUF file (it does not start with \"GGUF\")"));
+        }
+        let mut r = Reader::new(&bytes[4..], "the GGUF file");
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(format_err(format!("GGUF version {version} is not supported (2 and 3 are)")));
+        }
+        let n_tensors = r.len()?;
+        let n_kv = r.len()?;
+        let mut meta = HashMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            meta.insert(key, r.value(ty)?);
+        }
+        let mut tensors = HashMap::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let nd = r.u32()? as usize;
+            if nd > 4 {
+                return Err(format_err(format!("GGUF tensor {name} has {nd} dimensions")));
+            }
+            let dims = (0..nd).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
+            let kind = r.u32()?;
+            let offset = r.u64()? as usize;
+            tensors.insert(name, TensorInfo { dims, kind, offset });
+        }
+        let align = match meta.get("general.alignment") {
+            Some(Meta::Num(a)) if *a >= 1.0 => *a as usize,
+            _ => 32,
+        };
+        let start = (4 + r.pos()).div_ceil(align) * align;
+        let data = bytes.get(start..).ok_or_else(|| format_err("GGUF: the file ends before its tensor data"))?;
+        Ok(Self { meta, tensors, data })
+    }
+
+    fn num(&self, key: &str) -> Option<f64> {
+        match self.meta.get(key) {
+            Some(Meta::Num(v)) => Some(*v),
+            _ => None,
+        }
+    }
+    fn str(&self, key: &str) -> Option<&str> {
+        match self.meta.get(key) {
+            Some(Meta::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Tensor `name` as f32, checked against the expected PyTorch-order shape.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let info = self.tensors.get(name).ok_or_else(|| format_err(format!("the GGUF file has no tensor {name}")))?;
+        let torch_shape: Vec<usize> = info.dims.iter().rev().copied().collect();
+        if torch_shape != shape {
+            return Err(format_err(format!("GGUF tensor {name} has shape {torch_shape:?}, expected {shape:?}")));
+        }
+        let n: usize = shape.iter().product();
+        let size = data_size(info.kind, n);
+        let bytes = self
+            .data
+            .get(info.offset..info.offset + size)
+            .ok_or_else(|| format_err(format!("GGUF tensor {name} lies outside the file (truncated download?)")))?;
+        dequantize(info.kind, bytes, n)
+    }
+
+    pub fn tensor_opt(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        if self.has_tensor(name) { self.tensor(name, shape).map(Some) } else { Ok(None) }
+    }
+}
+
+/// Weights and tokenizer from a GGUF file.
+pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
+    let g = Gguf::parse(bytes)?;
+    let arch = g.str("general.architecture").unwrap_or("").to_string();
+    if !["llama", "qwen2"].contains(&arch.as_str()) {
+        return Err(format_err(format!(
+            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama, SmolLM, TinyLlama) and qwen2 GGUF files"
+        )));
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let need = |k: &str| g.num(&key(k)).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {}", key(k))));
+    let dim = need("embedding_length")?;
+    let n_heads = need("attention.head_count")?;
+    let vocab = match g.meta.get("tokenizer.ggml.tokens") {
+        Some(Meta::Strs(t)) => t.len(),
+        _ => return Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
+    };
+    let qwen = arch == "qwen2";
+    let mut c = ModelConfig {
+        arch: Arch::Llama,
+        dim,
+        hidden_dim: need("feed_forward_length")?,
+        n_layers: need("block_count")?,
+        n_heads,
+        n_kv_heads: g.num(&key("attention.head_count_kv")).map(|v| v as usize).unwrap_or(n_heads),
+        vocab_size: vocab,
+        max_seq_len: need("context_length")?,
+        norm_eps: g.num(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+        rope_theta: g.num(&key("rope.freq_base")).unwrap_or(10000.0),
+        // llama.cpp's converter permutes Llama Q/K into adjacent pairs; Qwen2 uses NEOX rotation.
+        rope_layout: if qwen { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
+        tied_embeddings: !g.has_tensor("output.weight"),
+        qkv_bias: qwen,
+    };
+    let (d, h, kv) = (c.dim, c.hidden_dim, c.kv_dim());
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let t = |n: &str, s: &[usize]| g.tensor(&format!("blk.{i}.{n}"), s);
+        let b = |n: &str, s: usize| if qwen { t(n, &[s]).map(Some) } else { Ok(None) };
+        layers.push(LayerWeights {
+            attn_norm: t("attn_norm.weight", &[d])?,
+            wq: t("attn_q.weight", &[d, d])?,
+            wk: t("attn_k.weight", &[kv, d])?,
+            wv: t("attn_v.weight", &[kv, d])?,
+            wo: t("attn_output.weight", &[d, d])?,
+            bq: b("attn_q.bias", d)?,
+            bk: b("attn_k.bias", kv)?,
+            bv: b("attn_v.bias", kv)?,
+            ffn_norm: t("ffn_norm.weight", &[d])?,
+            w1: t("ffn_gate.weight", &[h, d])?,
+            w2: t("ffn_down.weight", &[d, h])?,
+            w3: t("ffn_up.weight", &[h, d])?,
+            ..Default::default()
+        });
+    }
+    let lm_head = g.tensor_opt("output.weight", &[vocab, d])?;
+    c.tied_embeddings = lm_head.is_none();
+    let weights = ModelWeights {
+        tok_emb: g.tensor("token_embd.weight", &[vocab, d])?,
+        pos_emb: None,
+        layers,
+        norm: g.tensor("output_norm.weight", &[d])?,
+        norm_bias: None,
+        lm_head,
+        config: c,
+    };
+    weights.validate()?;
+    let name = g.str("general.name").unwrap_or("gguf model").to_string();
+    Ok((weights, tokenizer(&g)?, name))
+}
+
+fn token_list(g: &Gguf, key: &str) -> Result<Vec<String>> {
+    match g.meta.get(key) {
+        Some(Meta::Strs(v)) => Ok(v.clone()),
+        _ => Err(format_err(format!("the GGUF tokenizer has no {key}"))),
+    }
+}
+
+/// The embedded tokenizer. Byte-level BPE is rebuilt as a `tokenizer.json` for the `tokenizers`
+/// crate (so it can also be exported with a merged model); SentencePiece uses run.c's algorithm.
+fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
+    let tokens = token_list(g, "tokenizer.ggml.tokens")?;
+    let id = |k: &str| g.num(k).map(|v| v as u32);
+    let eos = id("tokenizer.ggml.eos_token_id");
+    match g.str("tokenizer.ggml.model").unwrap_or("") {
+        "gpt2" => {
+            let merges: Vec<Value> = token_list(g, "tokenizer.ggml.merges")?
+                .iter()
+                .map(|m| {
+                    let (a, b) = m.split_once(' ').unwrap_or((m, ""));
+                    json!([a, b])
+                })
+                .collect();
+            let types = match g.meta.get("tokenizer.ggml.token_type") {
+                Some(Meta::Nums(t)) => t.clone(),
+                _ => vec![1.0; tokens.len()],
+            };
+            let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+            // CONTROL (3) and USER_DEFINED (4) tokens are matched whole in text, as added tokens.
+            let added: Vec<Value> = types
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| **t == 3.0 || **t == 4.0)
+                .map(|(i, t)| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": *t == 4.0, "special": *t == 3.0}))
+                .collect();
+            let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+            let pre = match g.str("tokenizer.ggml.pre") {
+                // SmolLM's tokenizer.json splits digits one by one before the byte-level split.
+                Some("smollm") => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
+                _ => byte_level.clone(),
+            };
+            let bos = id("tokenizer.ggml.bos_token_id");
+            let add_bos = matches!(g.meta.get("tokenizer.ggml.add_bos_token"), Some(Meta::Bool(true)));
+            let post = match (add_bos, bos) {
+                (true, Some(b)) => json!({"type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": tokens[b as usize], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {tokens[b as usize].clone(): {"id": tokens[b as usize], "ids": [b], "tokens": [tokens[b as usize]]}}}),
+                _ => Value::Null,
+            };
+            let tj = json!({
+                "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+                "pre_tokenizer": pre, "post_processor": post,
+                "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+                "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                          "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                          "vocab": vocab, "merges": merges}
+            });
+            let name = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned());
+            let mut config = json!({"eos_token": name(eos), "bos_token": name(bos), "pad_token": name(id("tokenizer.ggml.padding_token_id"))});
+            if let Some(t) = g.str("tokenizer.chat_template") {
+                config["chat_template"] = json!(t);
+            }
+            let bytes = serde_json::to_vec(&tj).unwrap();
+            Ok(Tokenizer::Hf(Box::new(HfTokenizer::from_json(&bytes, &config, eos)?)))
+        }
+        "llama" => {
+            let scores = match g.meta.get("tokenizer.ggml.scores") {
+                Some(Meta::Nums(s)) => s.iter().map(|&x| x as f32).collect(),
+                _ => return Err(format_err("the GGUF SentencePiece tokenizer has no scores")),
+            };
+            let pieces = tokens.iter().map(|t| t.replace('\u{2581}', " ").into_bytes()).collect();
+            Ok(Tokenizer::Llama2c(Llama2cTokenizer::from_pieces(pieces, scores, eos.unwrap_or(2))))
+        }
+        other => Err(format_err(format!(
+            "GGUF tokenizer model {other:?} is not supported (gpt2 byte-level BPE and llama SentencePiece are)"
+        ))),
+    }
+}

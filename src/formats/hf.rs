@@ -1,0 +1,386 @@
+//! Hugging Face checkpoints: `config.json` + `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`). Llama family (`LlamaForCausalLM`, Qwen2's q/k/v biases) and
+//! GPT-2 (`GPT2LMHeadModel`: Conv1D weights stored `[in, out]`, fused `c_attn`). The writer
+//! produces the same layout, so a merged model reloads in transformers.
+
+use std::collections::HashMap;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::error::format_err;
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+
+const LLAMA_ARCHS: [&str; 2] = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
+const GPT2_ARCH: &str = "GPT2LMHeadModel";
+
+/// Tensors by name, as f32, with their shapes.
+pub struct TensorMap(HashMap<String, (Vec<usize>, Vec<f32>)>);
+
+fn to_f32(view: &TensorView<'_>, name: &str) -> Result<Vec<f32>> {
+    let d = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        other => return Err(format_err(format!("tensor {name} has dtype {other:?}; only F32, F16 and BF16 are supported"))),
+    })
+}
+
+impl TensorMap {
+    /// Read every tensor of one or more safetensors files (shards).
+    pub fn from_safetensors(files: &[(&str, &[u8])]) -> Result<Self> {
+        let mut map = HashMap::new();
+        for (file, bytes) in files {
+            let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(format!("{file} is not a safetensors file: {e}")))?;
+            for (name, view) in st.tensors() {
+                let data = to_f32(&view, &name)?;
+                map.insert(name, (view.shape().to_vec(), data));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (got, data) = self.0.remove(name).ok_or_else(|| format_err(format!("the checkpoint has no tensor {name}")))?;
+        if got != shape {
+            return Err(format_err(format!("tensor {name} has shape {got:?}, expected {shape:?} from config.json")));
+        }
+        Ok(data)
+    }
+
+    fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        if self.0.contains_key(name) { self.take(name, shape).map(Some) } else { Ok(None) }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.0.keys().cloned().collect();
+        n.sort();
+        n
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        self.0.remove(name).ok_or_else(|| format_err(format!("the file has no tensor {name}")))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
+
+/// The shard files a `model.safetensors.index.json` lists.
+pub fn shard_names(index_json: &[u8]) -> Result<Vec<String>> {
+    let v: Value = serde_json::from_slice(index_json).map_err(|e| format_err(format!("model.safetensors.index.json: {e}")))?;
+    let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| format_err("model.safetensors.index.json has no weight_map"))?;
+    let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+fn get_usize(cfg: &Value, keys: &[&str]) -> Option<usize> {
+    keys.iter().find_map(|k| cfg.get(*k).and_then(Value::as_u64)).map(|v| v as usize)
+}
+
+fn need(cfg: &Value, keys: &[&str]) -> Result<usize> {
+    get_usize(cfg, keys).ok_or_else(|| format_err(format!("config.json has no {}", keys[0])))
+}
+
+/// The architecture named in config.json, checked against what the engine runs.
+pub fn architecture(cfg: &Value) -> Result<Arch> {
+    let archs: Vec<&str> = cfg.get("architectures").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let model_type = cfg.get("model_type").and_then(Value::as_str).unwrap_or("");
+    if archs.iter().any(|a| LLAMA_ARCHS.contains(a)) || (archs.is_empty() && ["llama", "qwen2"].contains(&model_type)) {
+        Ok(Arch::Llama)
+    } else if archs.contains(&GPT2_ARCH) || (archs.is_empty() && model_type == "gpt2") {
+        Ok(Arch::Gpt2)
+    } else {
+        Err(format_err(format!(
+            "unsupported architecture {:?} (model_type {model_type:?}); KTO Studio runs LlamaForCausalLM (Llama, SmolLM, \
+             TinyLlama), Qwen2ForCausalLM and GPT2LMHeadModel checkpoints",
+            archs
+        )))
+    }
+}
+
+pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
+    let arch = architecture(cfg)?;
+    let f = |k: &str| cfg.get(k).and_then(Value::as_f64);
+    Ok(match arch {
+        Arch::Llama => {
+            let dim = need(cfg, &["hidden_size"])?;
+            let n_heads = need(cfg, &["num_attention_heads"])?;
+            if let Some(hd) = get_usize(cfg, &["head_dim"]) {
+                if hd * n_heads != dim {
+                    return Err(format_err(format!("head_dim {hd} x {n_heads} heads != hidden_size {dim}: not supported")));
+                }
+            }
+            if cfg.get("hidden_act").and_then(Value::as_str).is_some_and(|a| a != "silu") {
+                return Err(format_err("only hidden_act = silu is supported for Llama-family models"));
+            }
+            if cfg.get("mlp_bias").and_then(Value::as_bool) == Some(true) {
+                return Err(format_err("mlp_bias = true is not supported"));
+            }
+            let rope = cfg.get("rope_parameters").or(cfg.get("rope_scaling")).filter(|v| !v.is_null());
+            if let Some(kind) = rope.and_then(|r| r.get("rope_type").or(r.get("type"))).and_then(Value::as_str) {
+                if kind != "default" {
+                    return Err(format_err(format!("RoPE scaling {kind:?} is not supported")));
+                }
+            }
+            let rope_theta =
+                f("rope_theta").or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64)).unwrap_or(10000.0);
+            let qwen = cfg.get("model_type").and_then(Value::as_str) == Some("qwen2");
+            ModelConfig {
+                arch,
+                dim,
+                hidden_dim: need(cfg, &["intermediate_size"])?,
+                n_layers: need(cfg, &["num_hidden_layers"])?,
+                n_heads,
+                n_kv_heads: get_usize(cfg, &["num_key_value_heads"]).unwrap_or(n_heads),
+                vocab_size: need(cfg, &["vocab_size"])?,
+                max_seq_len: need(cfg, &["max_position_embeddings"])?,
+                norm_eps: f("rms_norm_eps").unwrap_or(1e-6),
+                rope_theta,
+                rope_layout: RopeLayout::RotateHalf,
+                tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
+                qkv_bias: qwen || cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
+            }
+        }
+        Arch::Gpt2 => {
+            let dim = need(cfg, &["n_embd", "hidden_size"])?;
+            if let Some(act) = cfg.get("activation_function").and_then(Value::as_str) {
+                if act != "gelu_new" {
+                    return Err(format_err(format!("GPT-2 activation {act:?} is not supported (only gelu_new)")));
+                }
+            }
+            let n_heads = need(cfg, &["n_head", "num_attention_heads"])?;
+            ModelConfig {
+                arch,
+                dim,
+                hidden_dim: get_usize(cfg, &["n_inner"]).unwrap_or(4 * dim),
+                n_layers: need(cfg, &["n_layer", "num_hidden_layers"])?,
+                n_heads,
+                n_kv_heads: n_heads,
+                vocab_size: need(cfg, &["vocab_size"])?,
+                max_seq_len: need(cfg, &["n_positions", "max_position_embeddings"])?,
+                norm_eps: f("layer_norm_epsilon").unwrap_or(1e-5),
+                rope_theta: 0.0,
+                rope_layout: RopeLayout::RotateHalf,
+                tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true),
+                qkv_bias: true,
+            }
+        }
+    })
+}
+
+/// Transpose a row-major `[rows, cols]` matrix.
+pub(crate) fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Reorder the output rows of a Q or K projection between RoPE layouts: llama.cpp/llama2.c
+/// interleave each head's two halves (adjacent pairs); Hugging Face keeps them apart.
+pub(crate) fn permute_rows(w: &[f32], heads: usize, head_dim: usize, cols: usize, to_rotate_half: bool) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..heads {
+        for j in 0..half {
+            for s in 0..2 {
+                let adjacent = h * head_dim + 2 * j + s;
+                let rotate = h * head_dim + s * half + j;
+                let (src, dst) = if to_rotate_half { (adjacent, rotate) } else { (rotate, adjacent) };
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Weights from config.json and the checkpoint's tensors.
+pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights> {
+    let cfg: Value = serde_json::from_slice(config_json).map_err(|e| format_err(format!("config.json is not valid JSON: {e}")))?;
+    let config = config_from_json(&cfg)?;
+    let mut t = TensorMap::from_safetensors(files)?;
+    let weights = match config.arch {
+        Arch::Llama => load_llama(config, &mut t)?,
+        Arch::Gpt2 => load_gpt2(config, &mut t)?,
+    };
+    weights.validate()?;
+    Ok(weights)
+}
+
+fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
+    let (d, h, kv, v) = (c.dim, c.hidden_dim, c.kv_dim(), c.vocab_size);
+    let p = if t.has("model.embed_tokens.weight") { "model." } else { "" };
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let l = format!("{p}layers.{i}.");
+        let bias = |t: &mut TensorMap, name: &str, n: usize| if c.qkv_bias { t.take(&format!("{l}self_attn.{name}.bias"), &[n]).map(Some) } else { Ok(None) };
+        layers.push(LayerWeights {
+            attn_norm: t.take(&format!("{l}input_layernorm.weight"), &[d])?,
+            wq: t.take(&format!("{l}self_attn.q_proj.weight"), &[d, d])?,
+            wk: t.take(&format!("{l}self_attn.k_proj.weight"), &[kv, d])?,
+            wv: t.take(&format!("{l}self_attn.v_proj.weight"), &[kv, d])?,
+            wo: t.take(&format!("{l}self_attn.o_proj.weight"), &[d, d])?,
+            bq: bias(t, "q_proj", d)?,
+            bk: bias(t, "k_proj", kv)?,
+            bv: bias(t, "v_proj", kv)?,
+            ffn_norm: t.take(&format!("{l}post_attention_layernorm.weight"), &[d])?,
+            w1: t.take(&format!("{l}mlp.gate_proj.weight"), &[h, d])?,
+            w2: t.take(&format!("{l}mlp.down_proj.weight"), &[d, h])?,
+            w3: t.take(&format!("{l}mlp.up_proj.weight"), &[h, d])?,
+            ..Default::default()
+        });
+    }
+    let tok_emb = t.take(&format!("{p}embed_tokens.weight"), &[v, d])?;
+    let lm_head = t.take_opt("lm_head.weight", &[v, d])?;
+    // Some checkpoints store lm_head even when tied; trust the tensor that is there.
+    c.tied_embeddings = lm_head.is_none();
+    Ok(ModelWeights { tok_emb, pos_emb: None, layers, norm: t.take(&format!("{p}norm.weight"), &[d])?, norm_bias: None, lm_head, config: c })
+}
+
+fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
+    let (d, h, v) = (c.dim, c.hidden_dim, c.vocab_size);
+    let p = if t.has("transformer.wte.weight") { "transformer." } else { "" };
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let l = format!("{p}h.{i}.");
+        // Conv1D stores [in, out]; c_attn's output is q | k | v.
+        let attn = transpose(&t.take(&format!("{l}attn.c_attn.weight"), &[d, 3 * d])?, d, 3 * d);
+        let attn_b = t.take(&format!("{l}attn.c_attn.bias"), &[3 * d])?;
+        layers.push(LayerWeights {
+            attn_norm: t.take(&format!("{l}ln_1.weight"), &[d])?,
+            attn_norm_bias: Some(t.take(&format!("{l}ln_1.bias"), &[d])?),
+            wq: attn[..d * d].to_vec(),
+            wk: attn[d * d..2 * d * d].to_vec(),
+            wv: attn[2 * d * d..].to_vec(),
+            bq: Some(attn_b[..d].to_vec()),
+            bk: Some(attn_b[d..2 * d].to_vec()),
+            bv: Some(attn_b[2 * d..].to_vec()),
+            wo: transpose(&t.take(&format!("{l}attn.c_proj.weight"), &[d, d])?, d, d),
+            bo: Some(t.take(&format!("{l}attn.c_proj.bias"), &[d])?),
+            ffn_norm: t.take(&format!("{l}ln_2.weight"), &[d])?,
+            ffn_norm_bias: Some(t.take(&format!("{l}ln_2.bias"), &[d])?),
+            w1: Vec::new(),
+            w3: transpose(&t.take(&format!("{l}mlp.c_fc.weight"), &[d, h])?, d, h),
+            b3: Some(t.take(&format!("{l}mlp.c_fc.bias"), &[h])?),
+            w2: transpose(&t.take(&format!("{l}mlp.c_proj.weight"), &[h, d])?, h, d),
+            b2: Some(t.take(&format!("{l}mlp.c_proj.bias"), &[d])?),
+        });
+    }
+    let lm_head = t.take_opt("lm_head.weight", &[v, d])?;
+    c.tied_embeddings = lm_head.is_none();
+    Ok(ModelWeights {
+        tok_emb: t.take(&format!("{p}wte.weight"), &[v, d])?,
+        pos_emb: Some(t.take(&format!("{p}wpe.weight"), &[c.max_seq_len, d])?),
+        layers,
+        norm: t.take(&format!("{p}ln_f.weight"), &[d])?,
+        norm_bias: Some(t.take(&format!("{p}ln_f.bias"), &[d])?),
+        lm_head,
+        config: c,
+    })
+}
+
+/// Serialize named f32 tensors as one safetensors file.
+pub fn write_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format_err(format!("cannot build a safetensors view: {e}")))?;
+    safetensors::serialize(views, metadata).map_err(|e| format_err(format!("cannot write safetensors: {e}")))
+}
+
+/// A merged model as Hugging Face files: `(config.json, model.safetensors)`. Q/K of models that
+/// came in llama.cpp's adjacent layout are permuted back to Hugging Face's.
+pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
+    let c = &w.config;
+    let (d, h, kv, v) = (c.dim, c.hidden_dim, c.kv_dim(), c.vocab_size);
+    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut put = |n: String, s: Vec<usize>, x: Vec<f32>| out.push((n, s, x));
+    let config = match c.arch {
+        Arch::Llama => {
+            let hd = c.head_dim();
+            let fix = |x: &[f32], heads: usize| {
+                if c.rope_layout == RopeLayout::Adjacent { permute_rows(x, heads, hd, d, true) } else { x.to_vec() }
+            };
+            put("model.embed_tokens.weight".into(), vec![v, d], w.tok_emb.clone());
+            for (i, l) in w.layers.iter().enumerate() {
+                let p = format!("model.layers.{i}.");
+                put(format!("{p}input_layernorm.weight"), vec![d], l.attn_norm.clone());
+                put(format!("{p}self_attn.q_proj.weight"), vec![d, d], fix(&l.wq, c.n_heads));
+                put(format!("{p}self_attn.k_proj.weight"), vec![kv, d], fix(&l.wk, c.n_kv_heads));
+                put(format!("{p}self_attn.v_proj.weight"), vec![kv, d], l.wv.clone());
+                put(format!("{p}self_attn.o_proj.weight"), vec![d, d], l.wo.clone());
+                for (name, b, n) in [("q_proj", &l.bq, d), ("k_proj", &l.bk, kv), ("v_proj", &l.bv, kv)] {
+                    if let Some(b) = b {
+                        let heads = n / hd;
+                        let b = if c.rope_layout == RopeLayout::Adjacent && name != "v_proj" { permute_rows(b, heads, hd, 1, true) } else { b.clone() };
+                        put(format!("{p}self_attn.{name}.bias"), vec![n], b);
+                    }
+                }
+                put(format!("{p}post_attention_layernorm.weight"), vec![d], l.ffn_norm.clone());
+                put(format!("{p}mlp.gate_proj.weight"), vec![h, d], l.w1.clone());
+                put(format!("{p}mlp.up_proj.weight"), vec![h, d], l.w3.clone());
+                put(format!("{p}mlp.down_proj.weight"), vec![d, h], l.w2.clone());
+            }
+            put("model.norm.weight".into(), vec![d], w.norm.clone());
+            if let Some(head) = &w.lm_head {
+                put("lm_head.weight".into(), vec![v, d], head.clone());
+            }
+            let qwen = c.qkv_bias;
+            json!({
+                "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+                "model_type": if qwen { "qwen2" } else { "llama" },
+                "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
+                "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": hd,
+                "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
+                "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
+                "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
+            })
+        }
+        Arch::Gpt2 => {
+            let bias = |b: &Option<Vec<f32>>| b.clone().unwrap_or_default();
+            put("transformer.wte.weight".into(), vec![v, d], w.tok_emb.clone());
+            put("transformer.wpe.weight".into(), vec![c.max_seq_len, d], w.pos_emb.clone().unwrap_or_default());
+            for (i, l) in w.layers.iter().enumerate() {
+                let p = format!("transformer.h.{i}.");
+                put(format!("{p}ln_1.weight"), vec![d], l.attn_norm.clone());
+                put(format!("{p}ln_1.bias"), vec![d], bias(&l.attn_norm_bias));
+                let fused: Vec<f32> = [&l.wq, &l.wk, &l.wv].iter().flat_map(|x| x.iter().copied()).collect();
+                put(format!("{p}attn.c_attn.weight"), vec![d, 3 * d], transpose(&fused, 3 * d, d));
+                put(format!("{p}attn.c_attn.bias"), vec![3 * d], [bias(&l.bq), bias(&l.bk), bias(&l.bv)].concat());
+                put(format!("{p}attn.c_proj.weight"), vec![d, d], transpose(&l.wo, d, d));
+                put(format!("{p}attn.c_proj.bias"), vec![d], bias(&l.bo));
+                put(format!("{p}ln_2.weight"), vec![d], l.ffn_norm.clone());
+                put(format!("{p}ln_2.bias"), vec![d], bias(&l.ffn_norm_bias));
+                put(format!("{p}mlp.c_fc.weight"), vec![d, h], transpose(&l.w3, h, d));
+                put(format!("{p}mlp.c_fc.bias"), vec![h], bias(&l.b3));
+                put(format!("{p}mlp.c_proj.weight"), vec![h, d], transpose(&l.w2, d, h));
+                put(format!("{p}mlp.c_proj.bias"), vec![d], bias(&l.b2));
+            }
+            put("transformer.ln_f.weight".into(), vec![d], w.norm.clone());
+            put("transformer.ln_f.bias".into(), vec![d], bias(&w.norm_bias));
+            if let Some(head) = &w.lm_head {
+                put("lm_head.weight".into(), vec![v, d], head.clone());
+            }
+            json!({
+                "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": d, "n_inner": h,
+                "n_layer": c.n_layers, "n_head": c.n_heads, "vocab_size": v, "n_positions": c.max_seq_len,
+                "layer_norm_epsilon": c.norm_eps, "activation_function": "gelu_new",
+                "tie_word_embeddings": c.tied_embeddings, "torch_dtype": "float32",
+            })
+        }
+    };
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    Ok((serde_json::to_string_pretty(&config).unwrap(), write_safetensors(out, Some(meta))?))
+}

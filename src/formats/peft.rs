@@ -1,0 +1,102 @@
+//! PEFT LoRA adapters: `adapter_config.json` + `adapter_model.safetensors` with PEFT's tensor
+//! names (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`, `[r, in]`;
+//! `lora_B.weight`, `[out, r]`), loadable with `peft.PeftModel.from_pretrained`.
+
+use serde_json::{Value, json};
+
+use super::hf::{TensorMap, permute_rows, write_safetensors};
+use crate::Result;
+use crate::error::format_err;
+use crate::model::{HostAdapter, LoraConfig, ModelConfig, RopeLayout};
+
+fn module_path(target: &str) -> &'static str {
+    if target.ends_with("_proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) { "self_attn" } else { "mlp" }
+}
+
+/// Q and K adapters of a model in llama.cpp's adjacent RoPE layout have their output rows in that
+/// layout; PEFT's base model (a Hugging Face checkpoint) expects rotate-half.
+fn convert_b(h: &HostAdapter, c: &ModelConfig, to_hf: bool) -> Vec<f32> {
+    let heads = match h.target.as_str() {
+        "q_proj" => c.n_heads,
+        "k_proj" => c.n_kv_heads,
+        _ => return h.b.clone(),
+    };
+    if c.rope_layout == RopeLayout::Adjacent { permute_rows(&h.b, heads, c.head_dim(), h.rank, to_hf) } else { h.b.clone() }
+}
+
+pub fn save(adapters: &[HostAdapter], lora: &LoraConfig, model: &ModelConfig, base_name: &str) -> Result<(String, Vec<u8>)> {
+    let targets = lora.peft_targets()?;
+    let mut tensors = Vec::new();
+    for h in adapters {
+        let p = format!("base_model.model.model.layers.{}.{}.{}", h.layer, module_path(&h.target), h.target);
+        tensors.push((format!("{p}.lora_A.weight"), vec![h.rank, h.d_in], h.a.clone()));
+        tensors.push((format!("{p}.lora_B.weight"), vec![h.d_out, h.rank], convert_b(h, model, true)));
+    }
+    let config = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_name,
+        "r": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": targets,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "use_rslora": false,
+        "use_dora": false,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+        "layers_to_transform": null,
+        "revision": null,
+    });
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    Ok((serde_json::to_string_pretty(&config).unwrap(), write_safetensors(tensors, Some(meta))?))
+}
+
+/// Read an adapter back: its settings and factors (checked against `model` when attached).
+pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Result<(LoraConfig, Vec<HostAdapter>)> {
+    let cfg: Value = serde_json::from_slice(config_json).map_err(|e| format_err(format!("adapter_config.json: {e}")))?;
+    if cfg.get("peft_type").and_then(Value::as_str) != Some("LORA") {
+        return Err(format_err("adapter_config.json is not a LoRA adapter (peft_type must be \"LORA\")"));
+    }
+    for flag in ["use_dora", "use_rslora", "fan_in_fan_out"] {
+        if cfg.get(flag).and_then(Value::as_bool) == Some(true) {
+            return Err(format_err(format!("adapters with {flag} = true are not supported")));
+        }
+    }
+    let rank = cfg.get("r").and_then(Value::as_u64).ok_or_else(|| format_err("adapter_config.json has no r"))? as usize;
+    let targets: Vec<String> = match cfg.get("target_modules") {
+        Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+        Some(Value::String(s)) => return Err(format_err(format!("target_modules given as a regex ({s:?}) is not supported"))),
+        _ => return Err(format_err("adapter_config.json has no target_modules")),
+    };
+    let lora = LoraConfig {
+        rank,
+        alpha: cfg.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0),
+        dropout: cfg.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
+        targets,
+    };
+    lora.peft_targets()?;
+    let mut t = TensorMap::from_safetensors(&[("adapter_model.safetensors", safetensors)])?;
+    let mut out = Vec::new();
+    for name in t.names() {
+        let Some(prefix) = name.strip_suffix(".lora_A.weight") else { continue };
+        let rest = prefix.split(".layers.").nth(1).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
+        let mut parts = rest.split('.');
+        let layer: usize = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
+        let target = parts.last().unwrap_or_default().to_string();
+        let (a_shape, a) = t.remove(&name)?;
+        let (b_shape, b) = t.remove(&format!("{prefix}.lora_B.weight"))?;
+        if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != rank || b_shape[1] != rank {
+            return Err(format_err(format!("adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}")));
+        }
+        let mut h = HostAdapter { layer, target, rank, d_in: a_shape[1], d_out: b_shape[0], a, b };
+        h.b = convert_b(&h, model, false);
+        out.push(h);
+    }
+    if out.is_empty() {
+        return Err(format_err("adapter_model.safetensors holds no lora_A/lora_B tensors"));
+    }
+    Ok((lora, out))
+}

@@ -1,0 +1,451 @@
+//! The decoder in burn, readable in one sitting (after llama2.c's `run.c`). Model family:
+//! RMSNorm → GQA attention with RoPE → RMSNorm → SwiGLU, then a final RMSNorm and the classifier.
+//! GPT-2 is the same skeleton with LayerNorm, learned positions and a GELU MLP.
+//! One forward serves batched training (right-padded `[B, T]` with lengths) and incremental
+//! generation (a KV cache of the positions seen so far).
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, RmsNorm};
+use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use super::lora::Proj;
+use super::weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+use crate::device::read_f32;
+
+/// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
+/// never become all -inf (NaN).
+const MASKED: f32 = -1.0e9;
+
+#[derive(Module, Debug)]
+pub enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub(crate) wq: Proj,
+    pub(crate) wk: Proj,
+    pub(crate) wv: Proj,
+    pub(crate) wo: Proj,
+    n_heads: usize,
+    n_kv_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    /// The SwiGLU gate; `None` for GPT-2's plain GELU MLP.
+    pub(crate) w1: Option<Proj>,
+    pub(crate) w2: Proj,
+    pub(crate) w3: Proj,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: Norm,
+    pub(crate) attn: Attention,
+    ffn_norm: Norm,
+    pub(crate) ffn: FeedForward,
+}
+
+#[derive(Module, Debug)]
+pub struct Model {
+    tok_emb: Param<Tensor<2>>,
+    /// Learned positions (GPT-2); `None` for RoPE models.
+    pos_emb: Option<Param<Tensor<2>>>,
+    pub(crate) blocks: Vec<Block>,
+    norm: Norm,
+    /// `None` when the classifier is tied to `tok_emb`.
+    lm_head: Option<Linear>,
+    #[module(skip)]
+    config: ModelConfig,
+}
+
+/// One layer's cached keys and values, `[B, KV heads, T, head]` each (`None` before the first call).
+type LayerKv = Option<(Tensor<4>, Tensor<4>)>;
+
+/// Keys and values of every layer for the positions already processed.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<LayerKv>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// RoPE rotation tables for the positions of one forward call, `[1, 1, T, head/2]`.
+struct Rope {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    layout: RopeLayout,
+}
+
+impl Rope {
+    fn new(c: &ModelConfig, start: usize, len: usize, device: &Device) -> Self {
+        let half = c.head_dim() / 2;
+        let (mut cos, mut sin) = (Vec::with_capacity(len * half), Vec::with_capacity(len * half));
+        for pos in start..start + len {
+            for j in 0..half {
+                let freq = 1.0 / c.rope_theta.powf((2 * j) as f64 / c.head_dim() as f64);
+                let angle = pos as f64 * freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
+        Rope { cos: t(cos), sin: t(sin), layout: c.rope_layout }
+    }
+
+    /// Rotate `x: [B, H, T, head]` pair by pair.
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, d] = x.dims();
+        let half = d / 2;
+        let (x0, x1) = match self.layout {
+            RopeLayout::Adjacent => {
+                let pairs = x.reshape([b, h, t, half, 2]);
+                (pairs.clone().narrow(4, 0, 1).reshape([b, h, t, half]), pairs.narrow(4, 1, 1).reshape([b, h, t, half]))
+            }
+            RopeLayout::RotateHalf => (x.clone().narrow(3, 0, half), x.narrow(3, half, half)),
+        };
+        let r0 = x0.clone() * self.cos.clone() - x1.clone() * self.sin.clone();
+        let r1 = x0 * self.sin.clone() + x1 * self.cos.clone();
+        match self.layout {
+            RopeLayout::Adjacent => Tensor::stack::<5>(vec![r0, r1], 4).reshape([b, h, t, d]),
+            RopeLayout::RotateHalf => Tensor::cat(vec![r0, r1], 3),
+        }
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&Rope>,
+        mask: Tensor<4, Bool>,
+        cache: Option<&mut LayerKv>,
+    ) -> Tensor<3> {
+        let [b, t, dim] = x.dims();
+        let hd = dim / self.n_heads;
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let rotate = |y: Tensor<4>| match rope {
+            Some(r) => r.apply(y),
+            None => y,
+        };
+        let q = rotate(heads(self.wq.forward(x.clone()), self.n_heads));
+        let mut k = rotate(heads(self.wk.forward(x.clone()), self.n_kv_heads));
+        let mut v = heads(self.wv.forward(x), self.n_kv_heads);
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let tk = k.dims()[2];
+        // GQA: KV head j serves query heads j*g .. j*g+g-1.
+        let group = self.n_heads / self.n_kv_heads;
+        let expand = |y: Tensor<4>| {
+            if group == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, group).reshape([b, self.n_heads, tk, hd]) }
+        };
+        let (k, v) = (expand(k), expand(v));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+        let scores = scores.mask_fill(mask.expand([b, self.n_heads, t, tk]), MASKED);
+        let out = softmax(scores, 3).matmul(v);
+        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, dim]))
+    }
+}
+
+impl FeedForward {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.w1 {
+            Some(gate) => self.w2.forward(silu(gate.forward(x.clone())) * self.w3.forward(x)),
+            // GPT-2's gelu_new is the tanh approximation.
+            None => self.w2.forward(gelu_approximate(self.w3.forward(x))),
+        }
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&Rope>,
+        mask: Tensor<4, Bool>,
+        cache: Option<&mut LayerKv>,
+    ) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.attn_norm.forward(x), rope, mask, cache);
+        x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
+    }
+}
+
+/// Token ids as the model's `[rows, len]` input tensor.
+pub fn token_ids(ids: &[u32], rows: usize, device: &Device) -> Tensor<2, Int> {
+    let data: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+    let len = data.len() / rows.max(1);
+    Tensor::from_data(TensorData::new(data, [rows, len]), device)
+}
+
+fn param(v: &[f32], shape: [usize; 2], device: &Device) -> Param<Tensor<2>> {
+    Param::from_data(TensorData::new(v.to_vec(), shape), device)
+}
+
+fn vector(v: &[f32], device: &Device) -> Param<Tensor<1>> {
+    Param::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
+}
+
+/// A `[out, in]` checkpoint matrix as burn's `[in, out]` Linear.
+fn linear(w: &[f32], bias: Option<&Vec<f32>>, out: usize, inp: usize, device: &Device) -> Linear {
+    let mut t = vec![0f32; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i];
+        }
+    }
+    Linear { weight: param(&t, [inp, out], device), bias: bias.map(|b| vector(b, device)) }
+}
+
+fn proj(w: &[f32], bias: Option<&Vec<f32>>, out: usize, inp: usize, device: &Device) -> Proj {
+    Proj::new(linear(w, bias, out, inp, device))
+}
+
+fn norm(c: &ModelConfig, w: &[f32], bias: Option<&Vec<f32>>, device: &Device) -> Norm {
+    match c.arch {
+        Arch::Llama => Norm::Rms(RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
+        Arch::Gpt2 => {
+            let mut n = LayerNormConfig::new(w.len()).with_epsilon(c.norm_eps).init(device);
+            n.gamma = vector(w, device);
+            n.beta = bias.map(|b| vector(b, device));
+            Norm::Layer(n)
+        }
+    }
+}
+
+async fn read_norm(n: &Norm) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> {
+    Ok(match n {
+        Norm::Rms(n) => (read_f32(n.gamma.val()).await?, None),
+        Norm::Layer(n) => (
+            read_f32(n.gamma.val()).await?,
+            match &n.beta {
+                Some(b) => Some(read_f32(b.val()).await?),
+                None => None,
+            },
+        ),
+    })
+}
+
+/// A projection back to the host as `[out, in]` and its bias (an adapter must be merged first).
+async fn read_linear(l: &Linear) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let w = read_f32(l.weight.val().transpose()).await?;
+    let b = match &l.bias {
+        Some(b) => Some(read_f32(b.val()).await?),
+        None => None,
+    };
+    Ok((w, b))
+}
+
+impl Model {
+    pub fn from_weights(w: &ModelWeights, device: &Device) -> Self {
+        let c = &w.config;
+        let (d, h, kv) = (c.dim, c.hidden_dim, c.kv_dim());
+        let blocks = w
+            .layers
+            .iter()
+            .map(|l| Block {
+                attn_norm: norm(c, &l.attn_norm, l.attn_norm_bias.as_ref(), device),
+                attn: Attention {
+                    wq: proj(&l.wq, l.bq.as_ref(), d, d, device),
+                    wk: proj(&l.wk, l.bk.as_ref(), kv, d, device),
+                    wv: proj(&l.wv, l.bv.as_ref(), kv, d, device),
+                    wo: proj(&l.wo, l.bo.as_ref(), d, d, device),
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                },
+                ffn_norm: norm(c, &l.ffn_norm, l.ffn_norm_bias.as_ref(), device),
+                ffn: FeedForward {
+                    w1: (c.arch == Arch::Llama).then(|| proj(&l.w1, None, h, d, device)),
+                    w2: proj(&l.w2, l.b2.as_ref(), d, h, device),
+                    w3: proj(&l.w3, l.b3.as_ref(), h, d, device),
+                },
+            })
+            .collect();
+        Model {
+            tok_emb: param(&w.tok_emb, [c.vocab_size, d], device),
+            pos_emb: w.pos_emb.as_ref().map(|p| param(p, [c.max_seq_len, d], device)),
+            blocks,
+            norm: norm(c, &w.norm, w.norm_bias.as_ref(), device),
+            lm_head: w.lm_head.as_ref().map(|head| linear(head, None, c.vocab_size, d, device)),
+            config: c.clone(),
+        }
+    }
+
+    /// Read the weights back to the host (async: the browser cannot block on the GPU). LoRA
+    /// adapters are merged in, so the result is the model as it behaves.
+    pub async fn to_weights(&self) -> crate::Result<ModelWeights> {
+        let c = self.config.clone();
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let (attn_norm, attn_norm_bias) = read_norm(&b.attn_norm).await?;
+            let (ffn_norm, ffn_norm_bias) = read_norm(&b.ffn_norm).await?;
+            let (wq, bq) = read_linear(&b.attn.wq.merged().base).await?;
+            let (wk, bk) = read_linear(&b.attn.wk.merged().base).await?;
+            let (wv, bv) = read_linear(&b.attn.wv.merged().base).await?;
+            let (wo, bo) = read_linear(&b.attn.wo.merged().base).await?;
+            let w1 = match &b.ffn.w1 {
+                Some(g) => read_linear(&g.merged().base).await?.0,
+                None => Vec::new(),
+            };
+            let (w2, b2) = read_linear(&b.ffn.w2.merged().base).await?;
+            let (w3, b3) = read_linear(&b.ffn.w3.merged().base).await?;
+            layers.push(LayerWeights {
+                attn_norm,
+                attn_norm_bias,
+                wq,
+                wk,
+                wv,
+                wo,
+                bq,
+                bk,
+                bv,
+                bo,
+                ffn_norm,
+                ffn_norm_bias,
+                w1,
+                w2,
+                w3,
+                b2,
+                b3,
+            });
+        }
+        let lm_head = match &self.lm_head {
+            Some(l) => Some(read_linear(l).await?.0),
+            None => None,
+        };
+        let (norm, norm_bias) = read_norm(&self.norm).await?;
+        let pos_emb = match &self.pos_emb {
+            Some(p) => Some(read_f32(p.val()).await?),
+            None => None,
+        };
+        Ok(ModelWeights { tok_emb: read_f32(self.tok_emb.val()).await?, pos_emb, layers, norm, norm_bias, lm_head, config: c })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Logits `[B, T, V]` for right-padded `ids: [B, T]`; `lengths[b]` real tokens in row `b`
+    /// (padding keys are masked; padded query rows produce logits that callers mask out).
+    pub fn forward(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let mut mask = Vec::with_capacity(b * t * t);
+        for &len in lengths {
+            for q in 0..t {
+                mask.extend((0..t).map(|k| k > q || k >= len));
+            }
+        }
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, t]), &device);
+        self.run(ids, 0, mask, None)
+    }
+
+    /// Logits `[B, T, V]` for `ids` that continue the sequences in `cache` (all rows same length).
+    pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let start = cache.len;
+        let tk = start + t;
+        let mut mask = Vec::with_capacity(b * t * tk);
+        for _ in 0..b {
+            for q in 0..t {
+                mask.extend((0..tk).map(|k| k > start + q));
+            }
+        }
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, tk]), &device);
+        if cache.layers.is_empty() {
+            cache.layers = (0..self.blocks.len()).map(|_| None).collect();
+        }
+        let logits = self.run(ids, start, mask, Some(&mut cache.layers));
+        cache.len = tk;
+        logits
+    }
+
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        start: usize,
+        mask: Tensor<4, Bool>,
+        mut cache: Option<&mut Vec<LayerKv>>,
+    ) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let d = self.config.dim;
+        let emb = self.tok_emb.val();
+        let mut x = emb.clone().select(0, ids.reshape([b * t])).reshape([b, t, d]);
+        let rope = match &self.pos_emb {
+            Some(pos) => {
+                x = x + pos.val().narrow(0, start, t).unsqueeze::<3>();
+                None
+            }
+            None => Some(Rope::new(&self.config, start, t, &device)),
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c[i]);
+            x = block.forward(x, rope.as_ref(), mask.clone(), slot);
+        }
+        let x = self.norm.forward(x);
+
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.reshape([b * t, d]).matmul(emb.transpose()).reshape([b, t, self.config.vocab_size]),
+        }
+    }
+}
+
+/// LoRA plumbing: every adaptable projection by (layer, PEFT name).
+impl Model {
+    pub(crate) fn map_projs(mut self, mut f: impl FnMut(usize, &'static str, Proj) -> Proj) -> Self {
+        self.blocks = std::mem::take(&mut self.blocks)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut b)| {
+                b.attn.wq = f(i, "q_proj", b.attn.wq);
+                b.attn.wk = f(i, "k_proj", b.attn.wk);
+                b.attn.wv = f(i, "v_proj", b.attn.wv);
+                b.attn.wo = f(i, "o_proj", b.attn.wo);
+                b.ffn.w1 = b.ffn.w1.map(|g| f(i, "gate_proj", g));
+                b.ffn.w3 = f(i, "up_proj", b.ffn.w3);
+                b.ffn.w2 = f(i, "down_proj", b.ffn.w2);
+                b
+            })
+            .collect();
+        self
+    }
+
+    pub(crate) fn projs(&self) -> Vec<(usize, &'static str, &Proj)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.extend([(i, "q_proj", &b.attn.wq), (i, "k_proj", &b.attn.wk), (i, "v_proj", &b.attn.wv), (i, "o_proj", &b.attn.wo)]);
+            if let Some(g) = &b.ffn.w1 {
+                out.push((i, "gate_proj", g));
+            }
+            out.extend([(i, "up_proj", &b.ffn.w3), (i, "down_proj", &b.ffn.w2)]);
+        }
+        out
+    }
+}
