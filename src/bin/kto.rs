@@ -142,8 +142,9 @@ struct TrainArgs {
     seed: u64,
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
-    /// Clip the global gradient norm; 0 turns clipping off.
-    #[arg(long, default_value_t = 1.0)]
+    /// Clip the global gradient norm (Hugging Face's default is 1.0); 0, the default here, turns
+    /// clipping off so that the TRL parity command needs no extra flag.
+    #[arg(long, default_value_t = 0.0)]
     max_grad_norm: f64,
     /// Train LoRA adapters of this rank on the frozen model (0 = full fine-tuning).
     #[arg(long, default_value_t = 0)]

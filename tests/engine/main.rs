@@ -10,3 +10,4 @@ mod kto_spec;
 mod loaders;
 mod mood;
 mod training;
+mod trl_parity;
