@@ -206,6 +206,14 @@ enum Command {
         #[command(flatten)]
         sample: SampleArgs,
     },
+    /// Write a model (any supported format, plus an optional --adapter, merged) as a Hugging Face
+    /// folder: config.json, model.safetensors and, when the model has one, tokenizer.json.
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// KTO fine-tuning on labelled completions.
     Train {
         #[command(flatten)]
@@ -378,6 +386,12 @@ async fn run(cli: Cli) -> Result<()> {
             })
             .await?;
             println!();
+        }
+        Command::Convert { model, out } => {
+            let bundle = load(&model)?;
+            let m = model_with_adapter(&model, &bundle, &device)?;
+            write_files(&out, &export::merged(&m, &bundle).await?)?;
+            eprintln!("wrote {} as a Hugging Face folder to {}", bundle.name, out.display());
         }
         Command::Train { model, train, metrics_out, save, export_adapter, export_merged } => {
             let bundle = load(&model)?;

@@ -91,6 +91,21 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
         if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != rank || b_shape[1] != rank {
             return Err(format_err(format!("adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}")));
         }
+        let (d, h, kv) = (model.dim, model.hidden_dim, model.kv_dim());
+        let want = match target.as_str() {
+            "q_proj" | "o_proj" => (d, d),
+            "k_proj" | "v_proj" => (d, kv),
+            "gate_proj" | "up_proj" => (d, h),
+            "down_proj" => (h, d),
+            other => return Err(format_err(format!("adapter tensor {name} targets {other:?}, which is not a Llama projection"))),
+        };
+        if layer >= model.n_layers || (a_shape[1], b_shape[0]) != want {
+            return Err(format_err(format!(
+                "the adapter for layers.{layer}.{target} is {}x{}, but this model's projection is {}x{} (or it has fewer \
+                 layers): it was trained on a different model",
+                b_shape[0], a_shape[1], want.1, want.0
+            )));
+        }
         let mut h = HostAdapter { layer, target, rank, d_in: a_shape[1], d_out: b_shape[0], a, b };
         h.b = convert_b(&h, model, false);
         out.push(h);

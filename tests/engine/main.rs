@@ -7,6 +7,7 @@ mod data_and_batching;
 mod generation;
 mod judge;
 mod kto_spec;
+mod lora;
 mod loaders;
 mod mood;
 mod training;

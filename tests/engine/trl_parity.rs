@@ -70,7 +70,7 @@ fn check_arch(arch: &str) {
         for (c, out) in [(&batch.main, &mut logps), (batch.kl.as_ref().unwrap(), &mut kl_logps)] {
             let ids = c.ids_tensor(&device);
             let lp = sequence_logps(model.forward(ids.clone(), &c.lengths), ids, c.mask_tensor(&device));
-            out.extend(lp.into_data().to_vec::<f32>().unwrap());
+            out.extend(lp.into_data().try_to_vec::<f32>().unwrap());
         }
     }
     for (name, ours, key) in [("log-prob", &logps, "step0_logps"), ("KL log-prob", &kl_logps, "step0_kl_logps")] {
