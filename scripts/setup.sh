@@ -57,4 +57,6 @@ if [ ! -f "$MODEL_DIR/stories260K.bin" ]; then
 fi
 echo "b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696  $MODEL_DIR/stories260K.bin
 037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312  $MODEL_DIR/tok512.bin" | sha256sum -c --quiet -
+# SmolLM2-135M-Instruct (GGUF) for the tests of real Hugging Face / llama.cpp models.
+"$ROOT/scripts/fetch_smollm2.sh" > /dev/null
 log "ready"

@@ -11,6 +11,8 @@ use crate::tokenizer::{HfTokenizer, Llama2cTokenizer, Tokenizer};
 #[derive(Debug, Clone)]
 pub struct ModelBundle {
     pub name: String,
+    /// Where it came from: "llama2.c", "gguf" or "safetensors".
+    pub format: &'static str,
     pub weights: ModelWeights,
     pub tokenizer: Tokenizer,
 }
@@ -20,13 +22,13 @@ impl ModelBundle {
     pub fn from_llama2c(name: &str, model: &[u8], tokenizer: &[u8]) -> Result<Self> {
         let weights = llama2c::load(model)?;
         let tokenizer = Tokenizer::Llama2c(Llama2cTokenizer::from_bytes(tokenizer, weights.config.vocab_size)?);
-        Ok(Self { name: name.to_string(), weights, tokenizer })
+        Ok(Self { name: name.to_string(), format: "llama2.c", weights, tokenizer })
     }
 
     /// A GGUF file (weights and its embedded tokenizer).
     pub fn from_gguf(bytes: &[u8]) -> Result<Self> {
         let (weights, tokenizer, name) = gguf::load(bytes)?;
-        Ok(Self { name, weights, tokenizer })
+        Ok(Self { name, format: "gguf", weights, tokenizer })
     }
 
     /// Whatever model a set of files holds (a folder's files, or several picked in the page):
@@ -72,7 +74,7 @@ impl ModelBundle {
             };
             let tokenizer = Tokenizer::Hf(Box::new(HfTokenizer::from_json(tok_json, &tok_cfg, eos)?));
             let name = model_cfg.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name);
-            return Ok(Self { name: name.to_string(), weights, tokenizer });
+            return Ok(Self { name: name.to_string(), format: "safetensors", weights, tokenizer });
         }
         let model = files.iter().find(|(f, _)| f.ends_with(".bin") && !f.starts_with("tok"));
         let tok = files.iter().find(|(f, _)| f.starts_with("tok") && f.ends_with(".bin"));

@@ -11,6 +11,7 @@ pub mod formats;
 pub mod generate;
 pub mod judge;
 pub mod kto;
+pub mod memory;
 pub mod model;
 pub mod mood;
 pub mod tokenizer;

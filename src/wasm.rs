@@ -14,7 +14,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::generate::{SamplingConfig, generate as run_generate};
 use crate::kto::{KtoDataset, KtoExample, TrainConfig, Trainer, imbalance_advice as advice, parse_jsonl, to_jsonl};
-use crate::model::Model;
+use crate::formats::{hf, llama2c, peft};
+use crate::model::{LoraConfig, Model};
 use crate::{BackendKind, Error, ModelBundle};
 
 unsafe extern "C" {
@@ -41,6 +42,8 @@ struct State {
     /// True while a train step has the trainer out of the state.
     stepping: bool,
     judge: Option<Rc<crate::judge::Judge>>,
+    /// Settings of the adapters on `trained` (a LoRA run or an imported adapter).
+    lora: Option<LoraConfig>,
 }
 
 thread_local! {
@@ -91,27 +94,40 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
     to_js(&info)
 }
 
-/// Load a llama2.c model and tokenizer from bytes. Returns the architecture summary.
+/// Load a model from files picked together (names and bytes, same order): a `.gguf`; a Hugging
+/// Face folder's `config.json`, `*.safetensors` (+ index), `tokenizer.json`, `tokenizer_config.json`;
+/// or a llama2.c `.bin` and its `tok*.bin`. Returns the model summary.
 #[wasm_bindgen]
-pub fn load_llama2c(name: String, model: &[u8], tokenizer: &[u8]) -> Result<JsValue, JsError> {
-    let bundle = ModelBundle::from_llama2c(&name, model, tokenizer).map_err(js_err)?;
+pub fn load_files(name: String, names: Vec<String>, files: js_sys::Array) -> Result<JsValue, JsError> {
+    if names.len() as u32 != files.length() {
+        return Err(js_err("load_files: names and files differ in length"));
+    }
+    let files: Vec<(String, Vec<u8>)> =
+        names.into_iter().zip(files.iter()).map(|(n, f)| (n, js_sys::Uint8Array::new(&f).to_vec())).collect();
+    let bundle = ModelBundle::from_files(&name, &files).map_err(js_err)?;
+    drop(files);
+    let c = &bundle.weights.config;
     let info = serde_json::json!({
         "name": bundle.name,
-        "format": "llama2.c",
-        "config": bundle.weights.config,
-        "parameters": bundle.weights.config.num_params(),
+        "format": bundle.format,
+        "config": c,
+        "parameters": c.num_params(),
         "eos_text": bundle.tokenizer.eos_text(),
+        "chat": bundle.tokenizer.chat_template().is_some(),
+        "lora": c.arch == crate::model::Arch::Llama,
     });
     with(|s| {
         let (device, _) = need(&s.device, "initialize a device (init)")?;
         if s.stepping {
             return Err(Error::Config("a training step is running; cancel training before loading a model".into()));
         }
-        s.base = Some(Model::from_weights(&bundle.weights, &device));
-        s.bundle = Some(Rc::new(bundle));
+        // Drop the old model's tensors before building the new one.
+        s.base = None;
         s.trained = None;
         s.trainer = None;
         s.dataset = None;
+        s.base = Some(Model::from_weights(&bundle.weights, &device));
+        s.bundle = Some(Rc::new(bundle));
         Ok(())
     })?;
     to_js(&info)
@@ -125,6 +141,7 @@ pub async fn generate(
     n: usize,
     sampling: JsValue,
     which: String,
+    chat: bool,
     on_text: js_sys::Function,
 ) -> Result<JsValue, JsError> {
     let cfg: SamplingConfig = if sampling.is_undefined() || sampling.is_null() {
@@ -140,6 +157,7 @@ pub async fn generate(
         };
         Ok((model, need(&s.bundle, "load a model")?, need(&s.device, "initialize a device")?.0))
     })?;
+    let prompt = if chat { bundle.tokenizer.chat_prompt(&prompt).map_err(js_err)? } else { prompt };
     let samples = run_generate(&model, &bundle.tokenizer, &device, &prompt, n, &cfg, |i, text| {
         let _ = on_text.call2(&JsValue::NULL, &JsValue::from(i as u32), &JsValue::from_str(text));
     })
@@ -187,10 +205,13 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
         let (device, _) = need(&s.device, "initialize a device")?;
         let data = cfg.dataset(&bundle.tokenizer, &rows)?;
         let info =
-            serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
+            serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches(), "seq_len": data.max_row_len() });
+        let estimate = crate::memory::estimate(&bundle.weights.config, &cfg, data.max_row_len());
+        s.lora = cfg.lora.clone();
+        s.trainer = None;
         s.trainer = Some(Trainer::new(&bundle.weights, &device, cfg)?);
         s.dataset = Some(Rc::new(data));
-        Ok(info)
+        Ok(serde_json::json!({ "memory": estimate, "info": info }))
     })?;
     to_js(&info)
 }
@@ -229,27 +250,114 @@ pub async fn train_step() -> Result<JsValue, JsError> {
     to_js(&result.map_err(js_err)?)
 }
 
-/// The trained weights as a llama2.c checkpoint (downloadable, and loadable by the CLI).
+/// The trained model as one file, for the browser's storage and the download button: a llama2.c
+/// checkpoint for llama2.c models; otherwise the LoRA adapter (PEFT safetensors) after a LoRA run,
+/// or the merged weights (Hugging Face safetensors) after full fine-tuning. Each carries what it
+/// needs to be restored.
 #[wasm_bindgen]
 pub async fn export_trained() -> Result<Vec<u8>, JsError> {
-    let model = with(|s| need(&s.trained, "train the model"))?;
-    let weights = model.to_weights().await.map_err(js_err)?;
-    crate::formats::llama2c::save(&weights).map_err(js_err)
+    let (model, bundle, lora) = with(|s| Ok((need(&s.trained, "train the model")?, need(&s.bundle, "load a model")?, s.lora.clone())))?;
+    if bundle.format == "llama2.c" && !model.has_adapters() {
+        let weights = model.to_weights().await.map_err(js_err)?;
+        return llama2c::save(&weights).map_err(js_err);
+    }
+    let files = match (&lora, model.has_adapters()) {
+        (Some(l), true) => crate::export::adapter(&model, l, &bundle).await,
+        _ => crate::export::merged(&model, &bundle).await,
+    }
+    .map_err(js_err)?;
+    Ok(files.into_iter().nth(1).map(|(_, b)| b).unwrap_or_default())
 }
 
-/// Restore trained weights saved earlier (a llama2.c checkpoint of the loaded model's shape).
+/// Restore what [`export_trained`] produced (or a PEFT adapter's safetensors) for the loaded model.
 #[wasm_bindgen]
 pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
-    let weights = crate::formats::llama2c::load(bytes).map_err(js_err)?;
     with(|s| {
         let bundle = need(&s.bundle, "load a model")?;
-        if weights.config != bundle.weights.config {
-            return Err(Error::Config("these trained weights belong to a different model architecture".into()));
-        }
         let (device, _) = need(&s.device, "initialize a device")?;
+        let c = &bundle.weights.config;
+        let different = || Error::Config("these trained weights belong to a different model architecture".into());
+        if let Ok(Some(adapter_config)) = peft::embedded_config(bytes) {
+            let (lora, adapters) = peft::load(adapter_config.as_bytes(), bytes, c)?;
+            let base = need(&s.base, "load a model")?;
+            s.trained = Some(base.without_adapters().with_adapters(&lora, &adapters, &device)?);
+            s.lora = Some(lora);
+            return Ok(());
+        }
+        let weights = match hf::embedded_config(bytes) {
+            Ok(Some(config)) => hf::load(config.as_bytes(), &[("model.safetensors", bytes)])?,
+            _ => llama2c::load(bytes)?,
+        };
+        let mut want = c.clone();
+        want.rope_layout = weights.config.rope_layout;
+        if weights.config != want {
+            return Err(different());
+        }
         s.trained = Some(Model::from_weights(&weights, &device));
+        s.lora = None;
         Ok(())
     })
+}
+
+/// Files (`[[name, bytes], ...]`) of the trained model: `"adapter"` (PEFT) or `"merged"`
+/// (Hugging Face folder).
+#[wasm_bindgen]
+pub async fn export_files(kind: String) -> Result<js_sys::Array, JsError> {
+    let (model, bundle, lora) = with(|s| Ok((need(&s.trained, "train the model (or load an adapter)")?, need(&s.bundle, "load a model")?, s.lora.clone())))?;
+    let files = match kind.as_str() {
+        "adapter" => {
+            let lora = lora.filter(|_| model.has_adapters()).ok_or_else(|| js_err("the trained model has no LoRA adapter: train with LoRA"))?;
+            crate::export::adapter(&model, &lora, &bundle).await
+        }
+        "merged" => crate::export::merged(&model, &bundle).await,
+        other => return Err(js_err(format!("unknown export '{other}': use adapter or merged"))),
+    }
+    .map_err(js_err)?;
+    let out = js_sys::Array::new();
+    for (name, bytes) in files {
+        out.push(&js_sys::Array::of2(&JsValue::from_str(&name), &js_sys::Uint8Array::from(bytes.as_slice())));
+    }
+    Ok(out)
+}
+
+/// Load a PEFT adapter (`adapter_config.json` text and `adapter_model.safetensors` bytes) onto the
+/// base model; the result becomes the "trained" model.
+#[wasm_bindgen]
+pub fn import_adapter(config: &[u8], tensors: &[u8]) -> Result<JsValue, JsError> {
+    with(|s| {
+        if s.stepping {
+            return Err(Error::Config("a training step is running".into()));
+        }
+        let bundle = need(&s.bundle, "load a model")?;
+        let (device, _) = need(&s.device, "initialize a device")?;
+        let (lora, adapters) = peft::load(config, tensors, &bundle.weights.config)?;
+        let base = need(&s.base, "load a model")?;
+        s.trained = Some(base.without_adapters().with_adapters(&lora, &adapters, &device)?);
+        let info = serde_json::json!({ "rank": lora.rank, "alpha": lora.alpha, "targets": lora.targets, "adapters": adapters.len() });
+        s.lora = Some(lora);
+        Ok(info)
+    })
+    .and_then(|v| to_js(&v))
+}
+
+/// Training memory estimate for `config` on the loaded model with rows up to `seq_len` tokens.
+#[wasm_bindgen]
+pub fn memory_estimate(config: JsValue, seq_len: usize) -> Result<JsValue, JsError> {
+    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let bundle = with(|s| need(&s.bundle, "load a model"))?;
+    to_js(&crate::memory::estimate(&bundle.weights.config, &cfg, seq_len.max(2)))
+}
+
+/// The longest tokenized row of `rows` under `config` (chat template applied), for the estimate.
+#[wasm_bindgen]
+pub fn max_row_tokens(rows: JsValue, config: JsValue) -> Result<usize, JsError> {
+    let rows: Vec<KtoExample> = serde_wasm_bindgen::from_value(rows).map_err(|e| js_err(format!("bad rows: {e}")))?;
+    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let bundle = with(|s| need(&s.bundle, "load a model"))?;
+    if rows.is_empty() {
+        return Ok(2);
+    }
+    Ok(cfg.dataset(&bundle.tokenizer, &rows).map_err(js_err)?.max_row_len())
 }
 
 /// Loss and metrics of the current run's trained policy on the run's data, without updating.

@@ -381,6 +381,15 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             })
         }
     };
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    Ok((serde_json::to_string_pretty(&config).unwrap(), write_safetensors(out, Some(meta))?))
+    let config = serde_json::to_string_pretty(&config).unwrap();
+    // The config rides along in the metadata, so the file alone can be restored (the page keeps
+    // trained weights in IndexedDB this way).
+    let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("config".to_string(), config.clone())]);
+    Ok((config, write_safetensors(out, Some(meta))?))
+}
+
+/// The `config.json` stored in the metadata of a file [`save`] wrote.
+pub fn embedded_config(safetensors: &[u8]) -> Result<Option<String>> {
+    let (_, meta) = SafeTensors::read_metadata(safetensors).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+    Ok(meta.metadata().as_ref().and_then(|m| m.get("config").cloned()))
 }

@@ -50,8 +50,15 @@ pub fn save(adapters: &[HostAdapter], lora: &LoraConfig, model: &ModelConfig, ba
         "layers_to_transform": null,
         "revision": null,
     });
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    Ok((serde_json::to_string_pretty(&config).unwrap(), write_safetensors(tensors, Some(meta))?))
+    let config = serde_json::to_string_pretty(&config).unwrap();
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string()), ("adapter_config".to_string(), config.clone())]);
+    Ok((config, write_safetensors(tensors, Some(meta))?))
+}
+
+/// The `adapter_config.json` stored in the metadata of a file [`save`] wrote.
+pub fn embedded_config(safetensors: &[u8]) -> Result<Option<String>> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(safetensors).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+    Ok(meta.metadata().as_ref().and_then(|m| m.get("adapter_config").cloned()))
 }
 
 /// Read an adapter back: its settings and factors (checked against `model` when attached).

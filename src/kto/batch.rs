@@ -141,6 +141,13 @@ impl KtoDataset {
         Ok(Self { rows, kl_completions, batch_size, max_length, pad_id: tok.pad_id(), dropped })
     }
 
+    /// Tokens in the longest (truncated) row: the widest batch the run will see.
+    pub fn max_row_len(&self) -> usize {
+        let main = self.rows.iter().map(|r| r.prompt_ids.len() + r.completion_ids.len());
+        let kl = self.rows.iter().zip(&self.kl_completions).map(|(r, c)| r.prompt_ids.len() + c.len());
+        main.chain(kl).max().unwrap_or(0).min(self.max_length)
+    }
+
     pub fn num_batches(&self) -> usize {
         self.rows.len().div_ceil(self.batch_size)
     }

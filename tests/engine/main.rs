@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod data_and_batching;
 mod generation;
+mod gguf;
 mod judge;
 mod kto_spec;
 mod lora;

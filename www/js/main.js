@@ -12,8 +12,11 @@ import { initExplainerView } from './views/explainer.js';
 
 const app = {
   engine: new EngineClient(new URL('./worker.js', import.meta.url)),
-  model: null, // { name, model: ArrayBuffer, tokenizer: ArrayBuffer } kept to reload after a restart
+  model: null, // { name, files: [{ name, bytes: ArrayBuffer }] } kept to reload after a restart
   modelName: null,
+  modelInfo: null,
+  /** Wrap prompts in the model's chat template (instruct models). */
+  chat: false,
   backend: null,
   trained: false,
   /** { train: [...], heldout: [...], heldout_stories: [...] } from TinyStories validation stories. */
@@ -34,11 +37,14 @@ const app = {
     return info;
   },
 
-  async loadModel(name, model, tokenizer) {
+  /** `files`: [{ name, bytes: ArrayBuffer }] — any format the engine recognises. */
+  async loadModel(name, files) {
     // Copies go to the worker; the originals stay here for a restart.
-    const info = await this.engine.call('load', { name, model: model.slice(0), tokenizer: tokenizer.slice(0) });
-    this.model = { name, model, tokenizer };
-    this.modelName = name;
+    const info = await this.engine.call('load', { name, files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice(0) })) });
+    this.model = { name, files };
+    this.modelName = info.name;
+    this.modelInfo = info;
+    this.chat = info.chat;
     this.trained = false;
     return info;
   },
@@ -50,7 +56,7 @@ const app = {
       return r.arrayBuffer();
     };
     const [model, tok] = await Promise.all([get('stories260K.bin'), get('tok512.bin')]);
-    return this.loadModel('stories260K', model, tok);
+    return this.loadModel('stories260K', [{ name: 'stories260K.bin', bytes: model }, { name: 'tok512.bin', bytes: tok }]);
   },
 
   /** The sentiment judge's lexicon (from the npm package `sentiment`, copied by the build). */
@@ -122,7 +128,7 @@ async function restartEngine(choice, reason) {
   if (reason) app.engine.restart();
   try {
     await app.initBackend(choice);
-    if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.model, app.model.tokenizer));
+    if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.files));
     await app.loadJudge();
     if (reason) notice(`The engine hit an internal error (${reason}) and was restarted; your labels are safe.`);
   } catch (e) {

@@ -13,7 +13,15 @@ async function adapterInfo() {
   return { adapter: { vendor: i.vendor, architecture: i.architecture, description: i.description, isFallbackAdapter: !!adapter.isFallbackAdapter } };
 }
 
-async function initDevice({ backend }) {
+let backendKind = null;
+
+async function initDevice(args) {
+  const info = await initBackend(args);
+  backendKind = info.backend;
+  return info;
+}
+
+async function initBackend({ backend }) {
   if (backend === 'cpu') return { ...(await engine.init('cpu')), adapter: { description: 'CPU (wasm)' } };
   const { adapter, reason } = await adapterInfo();
   if (adapter) {
@@ -28,9 +36,43 @@ async function initDevice({ backend }) {
   return { ...(await engine.init('cpu')), adapter: { description: 'CPU (wasm)' }, fallbackReason: reason };
 }
 
+const MiB = 1024 * 1024;
+
+/** What this device can hold: wasm32 memory is 4 GiB at most; a WebGPU device is asked for its
+ *  buffer limits, and for the total we take half the memory the browser reports (a guess it
+ *  caps at 8 GiB, so a cautious one). */
+async function memoryBudget() {
+  const reported = (self.navigator.deviceMemory || 8) * 1024 * MiB;
+  const budget = { total: Math.min(4096 * MiB, reported / 2), buffer: Infinity, where: 'this browser tab (wasm, 4 GiB at most)' };
+  if (backendKind === 'wgpu' && self.navigator.gpu) {
+    const adapter = await self.navigator.gpu.requestAdapter();
+    if (adapter) {
+      budget.buffer = Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize);
+      budget.where = 'this GPU (half the device memory the browser reports)';
+    }
+  }
+  return budget;
+}
+
+/** Refuse a run that cannot fit, before any allocation, with the reason and what to change. */
+async function checkMemory(rows, config) {
+  const seqLen = engine.max_row_tokens(rows, config);
+  const est = engine.memory_estimate(config, seqLen);
+  const budget = await memoryBudget();
+  const mb = (b) => `${Math.round(b / MiB).toLocaleString()} MiB`;
+  if (est.total > budget.total) {
+    throw new Error(`this run needs about ${mb(est.total)} (weights ${mb(est.weights + est.reference)}, optimizer ${mb(est.optimizer + est.gradients)}, activations ${mb(est.activations)}), more than ${mb(budget.total)} available to ${budget.where}. Use LoRA, a smaller batch size or a shorter max length.`);
+  }
+  if (est.largest_tensor > budget.buffer) {
+    throw new Error(`the largest tensor of this run (the logits, ${mb(est.largest_tensor)}) exceeds this GPU's buffer limit of ${mb(budget.buffer)}. Use a smaller batch size or a shorter max length.`);
+  }
+  return { estimate: est, budget, seqLen };
+}
+
 async function runTraining(id, { rows, config }) {
   if (train.running) throw new Error('a training run is already in progress');
-  const info = engine.train_start(rows, config);
+  const memory = await checkMemory(rows, config);
+  const info = { ...engine.train_start(rows, config).info, memory };
   Object.assign(train, { paused: false, cancelled: false, running: true });
   const start = performance.now();
   try {
@@ -52,9 +94,17 @@ async function runTraining(id, { rows, config }) {
 
 const handlers = {
   init: initDevice,
-  load: ({ name, model, tokenizer }) => engine.load_llama2c(name, new Uint8Array(model), new Uint8Array(tokenizer)),
-  generate: ({ prompt, n, sampling, which }, id) =>
-    engine.generate(prompt, n, sampling, which, (sample, text) => self.postMessage({ type: 'token', id, sample, text })),
+  load: ({ name, files }) => engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes))),
+  generate: ({ prompt, n, sampling, which, chat }, id) =>
+    engine.generate(prompt, n, sampling, which, !!chat, (sample, text) => self.postMessage({ type: 'token', id, sample, text })),
+  memory: async ({ rows, config }) => {
+    const seqLen = engine.max_row_tokens(rows, config);
+    const estimate = engine.memory_estimate(config, seqLen);
+    const error = await checkMemory(rows, config).then(() => null, (e) => e.message);
+    return { estimate, seqLen, error };
+  },
+  exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
+  importAdapter: ({ config, tensors }) => engine.import_adapter(new Uint8Array(config), new Uint8Array(tensors)),
   train: (args, id) => runTraining(id, args),
   pause: () => { train.paused = true; return {}; },
   resume: () => { train.paused = false; train.resume?.(); train.resume = null; return {}; },

@@ -16,7 +16,7 @@ export function initCompareView(app) {
         const [base, trained] = [el('td', { 'data-testid': 'compare-base' }), el('td', { 'data-testid': 'compare-trained' })];
         tbody.append(el('tr', { 'data-testid': 'compare-row' }, el('td', {}, prompt), base, trained));
         for (const [which, cell] of [['base', base], ['trained', trained]]) {
-          const out = await app.engine.call('generate', { prompt, n: 1, sampling, which }, {
+          const out = await app.engine.call('generate', { prompt, n: 1, sampling, which, chat: app.chat }, {
             onEvent: (m) => { if (m.type === 'token') cell.textContent += m.text; },
           });
           cell.textContent = out[0].text;

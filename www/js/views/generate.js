@@ -61,7 +61,7 @@ export function initGenerateView(app) {
     const button = $('#generate');
     button.disabled = true;
     try {
-      const out = await app.engine.call('generate', { prompt, n, sampling: sampling(), which: 'base' }, {
+      const out = await app.engine.call('generate', { prompt, n, sampling: sampling(), which: 'base', chat: app.chat }, {
         onEvent: (m) => { if (m.type === 'token') cards[m.sample].text.value += m.text; },
       });
       out.forEach((s, i) => (cards[i].text.value = s.text));

@@ -1,29 +1,25 @@
-// Model panel: the built-in model, opening llama2.c files (picker or drag & drop), architecture.
+// Model panel: the built-in model; opening a GGUF file, a Hugging Face folder's files or a llama2.c
+// pair (picker or drag & drop); architecture; chat mode for instruct models.
 import { $, showError } from '../util.js';
 
 export function initModelView(app) {
   const info = $('#model-info');
   const error = $('#model-error');
 
-  async function load(name, model, tokenizer) {
+  async function fromFiles(list) {
+    const files = [...list];
     showError(error, null);
+    if (!files.length) return;
+    const folder = (files[0].webkitRelativePath || '').split('/')[0];
+    const name = folder || files.find((f) => /\.(gguf|bin)$/i.test(f.name))?.name.replace(/\.(gguf|bin)$/i, '') || 'model';
+    info.textContent = `opening ${files.map((f) => f.name).join(', ')}…`;
     try {
-      render(await app.loadModel(name, model, tokenizer));
+      const read = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await f.arrayBuffer() })));
+      render(await app.loadModel(name, read));
     } catch (e) {
       showError(error, `Could not open ${name}: ${e.message}`);
+      if (app.modelInfo) render(app.modelInfo);
     }
-  }
-
-  async function fromFiles(files) {
-    files = [...files];
-    if (files.length !== 2) {
-      showError(error, `Pick two files — the model .bin and its tokenizer (tok*.bin) — got ${files.length}.`);
-      return;
-    }
-    // The tokenizer is the file named tok*, else the smaller one.
-    files.sort((a, b) => (/^tok/i.test(b.name) - /^tok/i.test(a.name)) || a.size - b.size);
-    const [tok, model] = files;
-    await load(model.name.replace(/\.bin$/i, ''), await model.arrayBuffer(), await tok.arrayBuffer());
   }
 
   function render(m) {
@@ -33,10 +29,17 @@ export function initModelView(app) {
       <span data-testid="model-params">${m.parameters.toLocaleString()}</span> parameters;
       dim ${c.dim}, ${c.n_layers} layers, ${c.n_heads} heads (${c.n_kv_heads} KV), FFN ${c.hidden_dim},
       vocabulary ${c.vocab_size}, context ${c.max_seq_len}, RoPE ${c.rope_layout},
-      ${c.tied_embeddings ? 'tied' : 'separate'} classifier.`;
+      ${c.tied_embeddings ? 'tied' : 'separate'} classifier${c.arch === 'gpt2' ? ', GPT-2' : ''}.`;
+    const chat = $('#chat-mode');
+    chat.disabled = !m.chat;
+    chat.checked = app.chat;
+    $('#chat-note').textContent = m.chat ? 'instruct model: prompts are wrapped in its chat template' : 'no chat template (base model)';
+    document.dispatchEvent(new CustomEvent('model-loaded', { detail: m }));
   }
+  $('#chat-mode').addEventListener('change', (e) => { app.chat = e.target.checked; });
 
   $('#model-files').addEventListener('change', (e) => fromFiles(e.target.files));
+  $('#model-folder').addEventListener('change', (e) => fromFiles(e.target.files));
   $('#load-builtin').addEventListener('click', () => app.loadBuiltin().then(render, (e) => showError(error, e)));
   const drop = $('#model-drop');
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });

