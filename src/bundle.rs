@@ -56,7 +56,12 @@ impl ModelBundle {
             }
             let mut parts = Vec::new();
             for s in &shards {
-                parts.push((s.as_str(), get(s).ok_or_else(|| format_err(format!("the weight shard {s} is missing; pick it together with the other files")))?));
+                parts.push((
+                    s.as_str(),
+                    get(s).ok_or_else(|| {
+                        format_err(format!("the weight shard {s} is missing; pick it together with the other files"))
+                    })?,
+                ));
             }
             let weights = hf::load(config, &parts)?;
             let tok_json = get("tokenizer.json").ok_or_else(|| {
@@ -135,7 +140,9 @@ mod native {
                 }
                 if p.is_dir() && tokenizer.is_none() && !has_llama2c(p) {
                     let mut files = Vec::new();
-                    for entry in std::fs::read_dir(p).map_err(|e| Error::Config(format!("cannot list {}: {e}", p.display())))? {
+                    for entry in
+                        std::fs::read_dir(p).map_err(|e| Error::Config(format!("cannot list {}: {e}", p.display())))?
+                    {
                         let path = entry.map_err(Error::Io)?.path();
                         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         if [".json", ".safetensors", ".gguf"].iter().any(|e| name.ends_with(e)) {

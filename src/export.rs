@@ -29,7 +29,8 @@ pub async fn merged(model: &Model, bundle: &ModelBundle) -> Result<Files> {
     let mut files: Files = vec![("config.json".into(), config.into_bytes()), ("model.safetensors".into(), tensors)];
     if let Tokenizer::Hf(t) = &bundle.tokenizer {
         files.push(("tokenizer.json".into(), t.to_json()?.into_bytes()));
-        let mut cfg = json!({"eos_token": t.eos_text(), "bos_token": t.bos_text(), "tokenizer_class": "PreTrainedTokenizerFast"});
+        let mut cfg =
+            json!({"eos_token": t.eos_text(), "bos_token": t.bos_text(), "tokenizer_class": "PreTrainedTokenizerFast"});
         if let Some(tpl) = t.chat_template() {
             cfg["chat_template"] = json!(tpl);
         }

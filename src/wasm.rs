@@ -12,9 +12,9 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::formats::{hf, llama2c, peft};
 use crate::generate::{SamplingConfig, generate as run_generate};
 use crate::kto::{KtoDataset, KtoExample, TrainConfig, Trainer, imbalance_advice as advice, parse_jsonl, to_jsonl};
-use crate::formats::{hf, llama2c, peft};
 use crate::model::{LoraConfig, Model};
 use crate::{BackendKind, Error, ModelBundle};
 
@@ -204,8 +204,7 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
         let bundle = need(&s.bundle, "load a model")?;
         let (device, _) = need(&s.device, "initialize a device")?;
         let data = cfg.dataset(&bundle.tokenizer, &rows)?;
-        let info =
-            serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches(), "seq_len": data.max_row_len() });
+        let info = serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches(), "seq_len": data.max_row_len() });
         let estimate = crate::memory::estimate(&bundle.weights.config, &cfg, data.max_row_len());
         s.lora = cfg.lora.clone();
         s.trainer = None;
@@ -256,7 +255,8 @@ pub async fn train_step() -> Result<JsValue, JsError> {
 /// needs to be restored.
 #[wasm_bindgen]
 pub async fn export_trained() -> Result<Vec<u8>, JsError> {
-    let (model, bundle, lora) = with(|s| Ok((need(&s.trained, "train the model")?, need(&s.bundle, "load a model")?, s.lora.clone())))?;
+    let (model, bundle, lora) =
+        with(|s| Ok((need(&s.trained, "train the model")?, need(&s.bundle, "load a model")?, s.lora.clone())))?;
     if bundle.format == "llama2.c" && !model.has_adapters() {
         let weights = model.to_weights().await.map_err(js_err)?;
         return llama2c::save(&weights).map_err(js_err);
@@ -303,10 +303,18 @@ pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
 /// (Hugging Face folder).
 #[wasm_bindgen]
 pub async fn export_files(kind: String) -> Result<js_sys::Array, JsError> {
-    let (model, bundle, lora) = with(|s| Ok((need(&s.trained, "train the model (or load an adapter)")?, need(&s.bundle, "load a model")?, s.lora.clone())))?;
+    let (model, bundle, lora) = with(|s| {
+        Ok((
+            need(&s.trained, "train the model (or load an adapter)")?,
+            need(&s.bundle, "load a model")?,
+            s.lora.clone(),
+        ))
+    })?;
     let files = match kind.as_str() {
         "adapter" => {
-            let lora = lora.filter(|_| model.has_adapters()).ok_or_else(|| js_err("the trained model has no LoRA adapter: train with LoRA"))?;
+            let lora = lora
+                .filter(|_| model.has_adapters())
+                .ok_or_else(|| js_err("the trained model has no LoRA adapter: train with LoRA"))?;
             crate::export::adapter(&model, &lora, &bundle).await
         }
         "merged" => crate::export::merged(&model, &bundle).await,
@@ -343,7 +351,8 @@ pub fn import_adapter(config: &[u8], tensors: &[u8]) -> Result<JsValue, JsError>
 /// Training memory estimate for `config` on the loaded model with rows up to `seq_len` tokens.
 #[wasm_bindgen]
 pub fn memory_estimate(config: JsValue, seq_len: usize) -> Result<JsValue, JsError> {
-    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let cfg: TrainConfig =
+        serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
     let bundle = with(|s| need(&s.bundle, "load a model"))?;
     to_js(&crate::memory::estimate(&bundle.weights.config, &cfg, seq_len.max(2)))
 }
@@ -352,7 +361,8 @@ pub fn memory_estimate(config: JsValue, seq_len: usize) -> Result<JsValue, JsErr
 #[wasm_bindgen]
 pub fn max_row_tokens(rows: JsValue, config: JsValue) -> Result<usize, JsError> {
     let rows: Vec<KtoExample> = serde_wasm_bindgen::from_value(rows).map_err(|e| js_err(format!("bad rows: {e}")))?;
-    let cfg: TrainConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
+    let cfg: TrainConfig =
+        serde_wasm_bindgen::from_value(config).map_err(|e| js_err(format!("bad training settings: {e}")))?;
     let bundle = with(|s| need(&s.bundle, "load a model"))?;
     if rows.is_empty() {
         return Ok(2);

@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kto_studio::export;
+use kto_studio::formats::peft;
 use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::judge::Judge;
 use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
-use burn::tensor::Device;
-use kto_studio::export;
-use kto_studio::formats::peft;
 use kto_studio::model::{LoraConfig, Model};
 use kto_studio::mood::{Mood, MoodRecipe, heldout_eval, run_recipe};
 use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
@@ -332,8 +332,12 @@ fn model_with_adapter(m: &ModelArgs, bundle: &ModelBundle, device: &Device) -> R
     match &m.adapter {
         None => Ok(model),
         Some(dir) => {
-            let read = |n: &str| std::fs::read(dir.join(n)).map_err(|e| Error::Config(format!("cannot read {}: {e}", dir.join(n).display())));
-            let (cfg, adapters) = peft::load(&read("adapter_config.json")?, &read("adapter_model.safetensors")?, &bundle.weights.config)?;
+            let read = |n: &str| {
+                std::fs::read(dir.join(n))
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", dir.join(n).display())))
+            };
+            let (cfg, adapters) =
+                peft::load(&read("adapter_config.json")?, &read("adapter_model.safetensors")?, &bundle.weights.config)?;
             model.with_adapters(&cfg, &adapters, device)
         }
     }
@@ -370,7 +374,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate { model, sample } => {
             let bundle = load(&model)?;
             let llama = model_with_adapter(&model, &bundle, &device)?;
-            let prompt = if sample.chat { bundle.tokenizer.chat_prompt(&sample.prompt)? } else { sample.prompt.clone() };
+            let prompt =
+                if sample.chat { bundle.tokenizer.chat_prompt(&sample.prompt)? } else { sample.prompt.clone() };
             let cfg = SamplingConfig {
                 max_tokens: sample.max_tokens,
                 temperature: sample.temperature,
@@ -399,6 +404,13 @@ async fn run(cli: Cli) -> Result<()> {
             let cfg = train.config();
             let data = cfg.dataset(&bundle.tokenizer, &examples)?;
             log_dataset(&examples, &data, &cfg);
+            let mem = kto_studio::memory::estimate(&bundle.weights.config, &cfg, data.max_row_len());
+            eprintln!(
+                "memory estimate: {:.0} MiB ({} trainable parameters; rows up to {} tokens)",
+                mem.total as f64 / 1048576.0,
+                mem.trainable_params,
+                data.max_row_len()
+            );
             let mut trainer = Trainer::new(&bundle.weights, &device, cfg.clone())?;
             let mut sink = match &metrics_out {
                 Some(p) => Some(
@@ -433,7 +445,10 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("saved trained weights to {}", path.display());
             }
             if let Some(dir) = export_adapter {
-                let lora = cfg.lora.as_ref().ok_or_else(|| Error::Config("--export-adapter needs a LoRA run (--lora-rank N)".into()))?;
+                let lora = cfg
+                    .lora
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("--export-adapter needs a LoRA run (--lora-rank N)".into()))?;
                 write_files(&dir, &export::adapter(&trainer.policy(), lora, &bundle).await?)?;
                 eprintln!("wrote the PEFT adapter to {}", dir.display());
             }

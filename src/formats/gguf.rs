@@ -49,7 +49,10 @@ impl Reader<'_> {
         let n = self.u64()?;
         // Every element takes at least one byte, so a count past the file size is corruption.
         if n as usize > self.remaining() {
-            return Err(format_err(format!("GGUF: a length of {n} at offset {} runs past the end of the file", self.pos())));
+            return Err(format_err(format!(
+                "GGUF: a length of {n} at offset {} runs past the end of the file",
+                self.pos()
+            )));
         }
         Ok(n as usize)
     }
@@ -85,12 +88,17 @@ impl Reader<'_> {
                 } else {
                     let mut v = Vec::with_capacity(n);
                     for _ in 0..n {
-                        v.push(self.scalar(inner)?.ok_or_else(|| format_err(format!("GGUF: unknown array element type {inner}")))?);
+                        v.push(
+                            self.scalar(inner)?
+                                .ok_or_else(|| format_err(format!("GGUF: unknown array element type {inner}")))?,
+                        );
                     }
                     Meta::Nums(v)
                 }
             }
-            t => Meta::Num(self.scalar(t)?.ok_or_else(|| format_err(format!("GGUF: unknown metadata value type {t}")))?),
+            t => {
+                Meta::Num(self.scalar(t)?.ok_or_else(|| format_err(format!("GGUF: unknown metadata value type {t}")))?)
+            }
         })
     }
 }
@@ -244,7 +252,9 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
-    let need = |k: &str| g.num(&key(k)).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {}", key(k))));
+    let need = |k: &str| {
+        g.num(&key(k)).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {}", key(k))))
+    };
     let dim = need("embedding_length")?;
     let n_heads = need("attention.head_count")?;
     let vocab = match g.meta.get("tokenizer.ggml.tokens") {
@@ -331,7 +341,8 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
                 Some(Meta::Nums(t)) => t.clone(),
                 _ => vec![1.0; tokens.len()],
             };
-            let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+            let vocab: serde_json::Map<String, Value> =
+                tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
             // CONTROL (3) and USER_DEFINED (4) tokens are matched whole in text, as added tokens.
             let added: Vec<Value> = types
                 .iter()
@@ -339,10 +350,13 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
                 .filter(|(_, t)| **t == 3.0 || **t == 4.0)
                 .map(|(i, t)| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": *t == 4.0, "special": *t == 3.0}))
                 .collect();
-            let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+            let byte_level =
+                json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
             let pre = match g.str("tokenizer.ggml.pre") {
                 // SmolLM's tokenizer.json splits digits one by one before the byte-level split.
-                Some("smollm") => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
+                Some("smollm") => {
+                    json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]})
+                }
                 _ => byte_level.clone(),
             };
             let bos = id("tokenizer.ggml.bos_token_id");

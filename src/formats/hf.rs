@@ -24,7 +24,9 @@ fn to_f32(view: &TensorView<'_>, name: &str) -> Result<Vec<f32>> {
         Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        other => return Err(format_err(format!("tensor {name} has dtype {other:?}; only F32, F16 and BF16 are supported"))),
+        other => {
+            return Err(format_err(format!("tensor {name} has dtype {other:?}; only F32, F16 and BF16 are supported")));
+        }
     })
 }
 
@@ -33,7 +35,8 @@ impl TensorMap {
     pub fn from_safetensors(files: &[(&str, &[u8])]) -> Result<Self> {
         let mut map = HashMap::new();
         for (file, bytes) in files {
-            let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(format!("{file} is not a safetensors file: {e}")))?;
+            let st = SafeTensors::deserialize(bytes)
+                .map_err(|e| format_err(format!("{file} is not a safetensors file: {e}")))?;
             for (name, view) in st.tensors() {
                 let data = to_f32(&view, &name)?;
                 map.insert(name, (view.shape().to_vec(), data));
@@ -43,7 +46,8 @@ impl TensorMap {
     }
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (got, data) = self.0.remove(name).ok_or_else(|| format_err(format!("the checkpoint has no tensor {name}")))?;
+        let (got, data) =
+            self.0.remove(name).ok_or_else(|| format_err(format!("the checkpoint has no tensor {name}")))?;
         if got != shape {
             return Err(format_err(format!("tensor {name} has shape {got:?}, expected {shape:?} from config.json")));
         }
@@ -71,8 +75,12 @@ impl TensorMap {
 
 /// The shard files a `model.safetensors.index.json` lists.
 pub fn shard_names(index_json: &[u8]) -> Result<Vec<String>> {
-    let v: Value = serde_json::from_slice(index_json).map_err(|e| format_err(format!("model.safetensors.index.json: {e}")))?;
-    let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| format_err("model.safetensors.index.json has no weight_map"))?;
+    let v: Value =
+        serde_json::from_slice(index_json).map_err(|e| format_err(format!("model.safetensors.index.json: {e}")))?;
+    let map = v
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| format_err("model.safetensors.index.json has no weight_map"))?;
     let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
     names.sort();
     names.dedup();
@@ -89,7 +97,11 @@ fn need(cfg: &Value, keys: &[&str]) -> Result<usize> {
 
 /// The architecture named in config.json, checked against what the engine runs.
 pub fn architecture(cfg: &Value) -> Result<Arch> {
-    let archs: Vec<&str> = cfg.get("architectures").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let archs: Vec<&str> = cfg
+        .get("architectures")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let model_type = cfg.get("model_type").and_then(Value::as_str).unwrap_or("");
     if archs.iter().any(|a| LLAMA_ARCHS.contains(a)) || (archs.is_empty() && ["llama", "qwen2"].contains(&model_type)) {
         Ok(Arch::Llama)
@@ -113,7 +125,9 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
             let n_heads = need(cfg, &["num_attention_heads"])?;
             if let Some(hd) = get_usize(cfg, &["head_dim"]) {
                 if hd * n_heads != dim {
-                    return Err(format_err(format!("head_dim {hd} x {n_heads} heads != hidden_size {dim}: not supported")));
+                    return Err(format_err(format!(
+                        "head_dim {hd} x {n_heads} heads != hidden_size {dim}: not supported"
+                    )));
                 }
             }
             if cfg.get("hidden_act").and_then(Value::as_str).is_some_and(|a| a != "silu") {
@@ -128,8 +142,9 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
                     return Err(format_err(format!("RoPE scaling {kind:?} is not supported")));
                 }
             }
-            let rope_theta =
-                f("rope_theta").or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64)).unwrap_or(10000.0);
+            let rope_theta = f("rope_theta")
+                .or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
+                .unwrap_or(10000.0);
             let qwen = cfg.get("model_type").and_then(Value::as_str) == Some("qwen2");
             ModelConfig {
                 arch,
@@ -205,7 +220,8 @@ pub(crate) fn permute_rows(w: &[f32], heads: usize, head_dim: usize, cols: usize
 
 /// Weights from config.json and the checkpoint's tensors.
 pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights> {
-    let cfg: Value = serde_json::from_slice(config_json).map_err(|e| format_err(format!("config.json is not valid JSON: {e}")))?;
+    let cfg: Value =
+        serde_json::from_slice(config_json).map_err(|e| format_err(format!("config.json is not valid JSON: {e}")))?;
     let config = config_from_json(&cfg)?;
     let mut t = TensorMap::from_safetensors(files)?;
     let weights = match config.arch {
@@ -222,7 +238,9 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let l = format!("{p}layers.{i}.");
-        let bias = |t: &mut TensorMap, name: &str, n: usize| if c.qkv_bias { t.take(&format!("{l}self_attn.{name}.bias"), &[n]).map(Some) } else { Ok(None) };
+        let bias = |t: &mut TensorMap, name: &str, n: usize| {
+            if c.qkv_bias { t.take(&format!("{l}self_attn.{name}.bias"), &[n]).map(Some) } else { Ok(None) }
+        };
         layers.push(LayerWeights {
             attn_norm: t.take(&format!("{l}input_layernorm.weight"), &[d])?,
             wq: t.take(&format!("{l}self_attn.q_proj.weight"), &[d, d])?,
@@ -243,7 +261,15 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
     let lm_head = t.take_opt("lm_head.weight", &[v, d])?;
     // Some checkpoints store lm_head even when tied; trust the tensor that is there.
     c.tied_embeddings = lm_head.is_none();
-    Ok(ModelWeights { tok_emb, pos_emb: None, layers, norm: t.take(&format!("{p}norm.weight"), &[d])?, norm_bias: None, lm_head, config: c })
+    Ok(ModelWeights {
+        tok_emb,
+        pos_emb: None,
+        layers,
+        norm: t.take(&format!("{p}norm.weight"), &[d])?,
+        norm_bias: None,
+        lm_head,
+        config: c,
+    })
 }
 
 fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
@@ -289,7 +315,10 @@ fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
 }
 
 /// Serialize named f32 tensors as one safetensors file.
-pub fn write_safetensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn write_safetensors(
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
         tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let views = bytes
@@ -324,7 +353,11 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
                 for (name, b, n) in [("q_proj", &l.bq, d), ("k_proj", &l.bk, kv), ("v_proj", &l.bv, kv)] {
                     if let Some(b) = b {
                         let heads = n / hd;
-                        let b = if c.rope_layout == RopeLayout::Adjacent && name != "v_proj" { permute_rows(b, heads, hd, 1, true) } else { b.clone() };
+                        let b = if c.rope_layout == RopeLayout::Adjacent && name != "v_proj" {
+                            permute_rows(b, heads, hd, 1, true)
+                        } else {
+                            b.clone()
+                        };
                         put(format!("{p}self_attn.{name}.bias"), vec![n], b);
                     }
                 }
@@ -390,6 +423,7 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
 
 /// The `config.json` stored in the metadata of a file [`save`] wrote.
 pub fn embedded_config(safetensors: &[u8]) -> Result<Option<String>> {
-    let (_, meta) = SafeTensors::read_metadata(safetensors).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(safetensors).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
     Ok(meta.metadata().as_ref().and_then(|m| m.get("config").cloned()))
 }

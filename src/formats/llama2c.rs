@@ -106,7 +106,8 @@ pub fn load(bytes: &[u8]) -> Result<ModelWeights> {
         arch: Arch::Llama,
         qkv_bias: false,
     };
-    let weights = ModelWeights { config, tok_emb, pos_emb: None, layers: layer_weights, norm, norm_bias: None, lm_head };
+    let weights =
+        ModelWeights { config, tok_emb, pos_emb: None, layers: layer_weights, norm, norm_bias: None, lm_head };
     weights.validate()?;
     Ok(weights)
 }

@@ -10,7 +10,11 @@ use crate::error::format_err;
 use crate::model::{HostAdapter, LoraConfig, ModelConfig, RopeLayout};
 
 fn module_path(target: &str) -> &'static str {
-    if target.ends_with("_proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) { "self_attn" } else { "mlp" }
+    if target.ends_with("_proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) {
+        "self_attn"
+    } else {
+        "mlp"
+    }
 }
 
 /// Q and K adapters of a model in llama.cpp's adjacent RoPE layout have their output rows in that
@@ -21,10 +25,19 @@ fn convert_b(h: &HostAdapter, c: &ModelConfig, to_hf: bool) -> Vec<f32> {
         "k_proj" => c.n_kv_heads,
         _ => return h.b.clone(),
     };
-    if c.rope_layout == RopeLayout::Adjacent { permute_rows(&h.b, heads, c.head_dim(), h.rank, to_hf) } else { h.b.clone() }
+    if c.rope_layout == RopeLayout::Adjacent {
+        permute_rows(&h.b, heads, c.head_dim(), h.rank, to_hf)
+    } else {
+        h.b.clone()
+    }
 }
 
-pub fn save(adapters: &[HostAdapter], lora: &LoraConfig, model: &ModelConfig, base_name: &str) -> Result<(String, Vec<u8>)> {
+pub fn save(
+    adapters: &[HostAdapter],
+    lora: &LoraConfig,
+    model: &ModelConfig,
+    base_name: &str,
+) -> Result<(String, Vec<u8>)> {
     let targets = lora.peft_targets()?;
     let mut tensors = Vec::new();
     for h in adapters {
@@ -51,19 +64,24 @@ pub fn save(adapters: &[HostAdapter], lora: &LoraConfig, model: &ModelConfig, ba
         "revision": null,
     });
     let config = serde_json::to_string_pretty(&config).unwrap();
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string()), ("adapter_config".to_string(), config.clone())]);
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("adapter_config".to_string(), config.clone()),
+    ]);
     Ok((config, write_safetensors(tensors, Some(meta))?))
 }
 
 /// The `adapter_config.json` stored in the metadata of a file [`save`] wrote.
 pub fn embedded_config(safetensors: &[u8]) -> Result<Option<String>> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(safetensors).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(safetensors)
+        .map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
     Ok(meta.metadata().as_ref().and_then(|m| m.get("adapter_config").cloned()))
 }
 
 /// Read an adapter back: its settings and factors (checked against `model` when attached).
 pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Result<(LoraConfig, Vec<HostAdapter>)> {
-    let cfg: Value = serde_json::from_slice(config_json).map_err(|e| format_err(format!("adapter_config.json: {e}")))?;
+    let cfg: Value =
+        serde_json::from_slice(config_json).map_err(|e| format_err(format!("adapter_config.json: {e}")))?;
     if cfg.get("peft_type").and_then(Value::as_str) != Some("LORA") {
         return Err(format_err("adapter_config.json is not a LoRA adapter (peft_type must be \"LORA\")"));
     }
@@ -75,7 +93,9 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
     let rank = cfg.get("r").and_then(Value::as_u64).ok_or_else(|| format_err("adapter_config.json has no r"))? as usize;
     let targets: Vec<String> = match cfg.get("target_modules") {
         Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
-        Some(Value::String(s)) => return Err(format_err(format!("target_modules given as a regex ({s:?}) is not supported"))),
+        Some(Value::String(s)) => {
+            return Err(format_err(format!("target_modules given as a regex ({s:?}) is not supported")));
+        }
         _ => return Err(format_err("adapter_config.json has no target_modules")),
     };
     let lora = LoraConfig {
@@ -89,14 +109,20 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
     let mut out = Vec::new();
     for name in t.names() {
         let Some(prefix) = name.strip_suffix(".lora_A.weight") else { continue };
-        let rest = prefix.split(".layers.").nth(1).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
+        let rest =
+            prefix.split(".layers.").nth(1).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
         let mut parts = rest.split('.');
-        let layer: usize = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
+        let layer: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
         let target = parts.last().unwrap_or_default().to_string();
         let (a_shape, a) = t.remove(&name)?;
         let (b_shape, b) = t.remove(&format!("{prefix}.lora_B.weight"))?;
         if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != rank || b_shape[1] != rank {
-            return Err(format_err(format!("adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}")));
+            return Err(format_err(format!(
+                "adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}"
+            )));
         }
         let (d, h, kv) = (model.dim, model.hidden_dim, model.kv_dim());
         let want = match target.as_str() {
@@ -104,7 +130,11 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
             "k_proj" | "v_proj" => (d, kv),
             "gate_proj" | "up_proj" => (d, h),
             "down_proj" => (h, d),
-            other => return Err(format_err(format!("adapter tensor {name} targets {other:?}, which is not a Llama projection"))),
+            other => {
+                return Err(format_err(format!(
+                    "adapter tensor {name} targets {other:?}, which is not a Llama projection"
+                )));
+            }
         };
         if layer >= model.n_layers || (a_shape[1], b_shape[0]) != want {
             return Err(format_err(format!(

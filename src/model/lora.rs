@@ -54,9 +54,9 @@ impl LoraConfig {
             .iter()
             .map(|t| {
                 let t = t.trim();
-                TARGETS.iter().copied().find(|full| *full == t || full.strip_suffix("_proj") == Some(t)).ok_or_else(|| {
-                    config_err(format!("unknown LoRA target module {t:?}; use any of q k v o gate up down"))
-                })
+                TARGETS.iter().copied().find(|full| *full == t || full.strip_suffix("_proj") == Some(t)).ok_or_else(
+                    || config_err(format!("unknown LoRA target module {t:?}; use any of q k v o gate up down")),
+                )
             })
             .collect()
     }
@@ -177,10 +177,14 @@ impl Model {
     pub fn with_lora(self, cfg: &LoraConfig, seed: u64, device: &Device) -> Result<Self> {
         let targets = cfg.peft_targets()?;
         if self.config().arch != Arch::Llama {
-            return Err(config_err("LoRA is available for Llama-family models; train GPT-2 models with full fine-tuning"));
+            return Err(config_err(
+                "LoRA is available for Llama-family models; train GPT-2 models with full fine-tuning",
+            ));
         }
         let mut rng = init_rng(seed);
-        Ok(self.no_grad().map_projs(|_, name, p| if targets.contains(&name) { p.with_adapter(cfg, &mut rng, device) } else { p }))
+        Ok(self
+            .no_grad()
+            .map_projs(|_, name, p| if targets.contains(&name) { p.with_adapter(cfg, &mut rng, device) } else { p }))
     }
 
     /// Attach adapters read from a file (PEFT layout) to a frozen copy of this model.
@@ -190,7 +194,10 @@ impl Model {
             model.projs().into_iter().map(|(i, n, p)| ((i, n), p.dims())).collect();
         for h in adapters {
             let Some(&[d_in, d_out]) = dims.get(&(h.layer, h.target.as_str())) else {
-                return Err(config_err(format!("the adapter targets layers.{}.{}, which this model does not have", h.layer, h.target)));
+                return Err(config_err(format!(
+                    "the adapter targets layers.{}.{}, which this model does not have",
+                    h.layer, h.target
+                )));
             };
             if (h.d_in, h.d_out, h.rank) != (d_in, d_out, cfg.rank) {
                 return Err(config_err(format!(
@@ -223,7 +230,12 @@ impl Model {
 
     /// Number of trainable adapter values.
     pub fn adapter_params(&self) -> usize {
-        self.projs().iter().filter_map(|(_, _, p)| p.lora.as_ref().map(|l| l.a.val().shape().num_elements() + l.b.val().shape().num_elements())).sum()
+        self.projs()
+            .iter()
+            .filter_map(|(_, _, p)| {
+                p.lora.as_ref().map(|l| l.a.val().shape().num_elements() + l.b.val().shape().num_elements())
+            })
+            .sum()
     }
 
     /// The adapters on the host in PEFT's layout.

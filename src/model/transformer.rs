@@ -342,7 +342,15 @@ impl Model {
             Some(p) => Some(read_f32(p.val()).await?),
             None => None,
         };
-        Ok(ModelWeights { tok_emb: read_f32(self.tok_emb.val()).await?, pos_emb, layers, norm, norm_bias, lm_head, config: c })
+        Ok(ModelWeights {
+            tok_emb: read_f32(self.tok_emb.val()).await?,
+            pos_emb,
+            layers,
+            norm,
+            norm_bias,
+            lm_head,
+            config: c,
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -440,7 +448,12 @@ impl Model {
     pub(crate) fn projs(&self) -> Vec<(usize, &'static str, &Proj)> {
         let mut out = Vec::new();
         for (i, b) in self.blocks.iter().enumerate() {
-            out.extend([(i, "q_proj", &b.attn.wq), (i, "k_proj", &b.attn.wk), (i, "v_proj", &b.attn.wv), (i, "o_proj", &b.attn.wo)]);
+            out.extend([
+                (i, "q_proj", &b.attn.wq),
+                (i, "k_proj", &b.attn.wk),
+                (i, "v_proj", &b.attn.wv),
+                (i, "o_proj", &b.attn.wo),
+            ]);
             if let Some(g) = &b.ffn.w1 {
                 out.push((i, "gate_proj", g));
             }

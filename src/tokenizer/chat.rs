@@ -34,7 +34,8 @@ pub fn render(
     env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
     });
-    env.add_template("chat", template).map_err(|e| config_err(format!("the model's chat template does not parse: {e}")))?;
+    env.add_template("chat", template)
+        .map_err(|e| config_err(format!("the model's chat template does not parse: {e}")))?;
     let ctx = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,

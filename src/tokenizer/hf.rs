@@ -54,15 +54,20 @@ impl HfTokenizer {
         let lookup = |text: &str| inner.token_to_id(text);
         let eos_text = token_field(config, "eos_token");
         let eos_id = match &eos_text {
-            Some(t) => lookup(t)
-                .ok_or_else(|| format_err(format!("tokenizer_config.json names eos_token {t:?}, which is not in the vocabulary")))?,
+            Some(t) => lookup(t).ok_or_else(|| {
+                format_err(format!("tokenizer_config.json names eos_token {t:?}, which is not in the vocabulary"))
+            })?,
             None => eos_fallback.ok_or_else(|| {
-                format_err("no end-of-sequence token: tokenizer_config.json has no eos_token and config.json no eos_token_id")
+                format_err(
+                    "no end-of-sequence token: tokenizer_config.json has no eos_token and config.json no eos_token_id",
+                )
             })?,
         };
         let eos_text = match eos_text {
             Some(t) => t,
-            None => inner.id_to_token(eos_id).ok_or_else(|| format_err(format!("eos_token_id {eos_id} is not in the vocabulary")))?,
+            None => inner
+                .id_to_token(eos_id)
+                .ok_or_else(|| format_err(format!("eos_token_id {eos_id} is not in the vocabulary")))?,
         };
         // TRL pads with EOS when the tokenizer has no pad token.
         let pad_id = token_field(config, "pad_token").and_then(|t| lookup(&t)).unwrap_or(eos_id);
@@ -107,7 +112,8 @@ impl HfTokenizer {
     pub fn piece_bytes(&self, token: u32) -> Vec<u8> {
         let Some(piece) = self.inner.id_to_token(token) else { return Vec::new() };
         if self.byte_level {
-            if let Some(bytes) = piece.chars().map(|c| self.byte_of_char.get(&c).copied()).collect::<Option<Vec<u8>>>() {
+            if let Some(bytes) = piece.chars().map(|c| self.byte_of_char.get(&c).copied()).collect::<Option<Vec<u8>>>()
+            {
                 return bytes;
             }
             return piece.into_bytes(); // an added token such as <|im_end|>

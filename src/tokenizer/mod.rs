@@ -74,7 +74,9 @@ impl Tokenizer {
 
     fn template(&self) -> Result<(&str, Option<&str>)> {
         let template = self.chat_template().ok_or_else(|| {
-            crate::error::config_err("this model has no chat template (it is not an instruct model); turn chat mode off")
+            crate::error::config_err(
+                "this model has no chat template (it is not an instruct model); turn chat mode off",
+            )
         })?;
         let bos = match self {
             Tokenizer::Hf(t) => t.bos_text(),

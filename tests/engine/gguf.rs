@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
+use kto_studio::ModelBundle;
 use kto_studio::formats::gguf::Gguf;
 use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::kto::{KtoExample, OptimizerKind, TrainConfig, Trainer};
 use kto_studio::model::{LoraConfig, Model};
-use kto_studio::ModelBundle;
 use serde_json::Value;
 
 use crate::common::*;
@@ -20,10 +20,12 @@ fn golden_dir() -> PathBuf {
 #[test]
 fn dequantization_matches_llama_cpps_reference() {
     let bytes = std::fs::read(golden_dir().join("quant_types.gguf")).unwrap();
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(golden_dir().join("quant_types.json")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden_dir().join("quant_types.json")).unwrap()).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
     for (name, want) in golden.as_object().unwrap() {
-        let shape: Vec<usize> = want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> =
+            want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         let got = g.tensor(name, &shape).unwrap();
         let want: Vec<f32> = want["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         assert_eq!(got.len(), want.len(), "{name}");
@@ -41,7 +43,11 @@ fn bad_gguf_files_get_clear_errors() {
         Err(e) => e.to_string(),
     };
     assert!(err(b"GGML....").contains("not a GGUF file"));
-    assert!(err(&bytes[..40]).contains("truncated") || err(&bytes[..40]).contains("past the end"), "{}", err(&bytes[..40]));
+    assert!(
+        err(&bytes[..40]).contains("truncated") || err(&bytes[..40]).contains("past the end"),
+        "{}",
+        err(&bytes[..40])
+    );
     assert!(err(&bytes[..bytes.len() - 10]).contains("outside the file"), "{}", err(&bytes[..bytes.len() - 10]));
     let e = ModelBundle::from_gguf(&bytes).unwrap_err().to_string();
     assert!(e.contains("metadata") || e.contains("tokenizer"), "{e}");
@@ -49,9 +55,14 @@ fn bad_gguf_files_get_clear_errors() {
 
 pub fn smollm2_path() -> PathBuf {
     let p = std::env::var("KTO_SMOLLM2").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kto-studio/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        PathBuf::from(std::env::var("HOME").unwrap())
+            .join(".cache/kto-studio/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     });
-    assert!(p.is_file(), "SmolLM2-135M-Instruct is not fetched: run scripts/fetch_smollm2.sh (looked at {})", p.display());
+    assert!(
+        p.is_file(),
+        "SmolLM2-135M-Instruct is not fetched: run scripts/fetch_smollm2.sh (looked at {})",
+        p.display()
+    );
     p
 }
 

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
+use kto_studio::ModelBundle;
 use kto_studio::export;
 use kto_studio::formats::peft;
 use kto_studio::kto::{OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::model::{LoraConfig, Model};
-use kto_studio::ModelBundle;
 
 use crate::common::*;
 
@@ -23,7 +23,12 @@ fn lora_config() -> TrainConfig {
         batch_size: 8,
         max_length: 64,
         shuffle: false,
-        lora: Some(LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, targets: vec!["q".into(), "k".into(), "v".into(), "o".into(), "gate".into(), "up".into(), "down".into()] }),
+        lora: Some(LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: vec!["q".into(), "k".into(), "v".into(), "o".into(), "gate".into(), "up".into(), "down".into()],
+        }),
         ..Default::default()
     }
 }
@@ -47,7 +52,8 @@ fn data() -> Vec<kto_studio::kto::KtoExample> {
 
 fn train(bundle: &ModelBundle, device: &Device, steps: usize) -> Trainer {
     let cfg = lora_config();
-    let examples = if bundle.name.starts_with("stories") { crate::training::sampled_dataset(bundle, device) } else { data() };
+    let examples =
+        if bundle.name.starts_with("stories") { crate::training::sampled_dataset(bundle, device) } else { data() };
     let ds = cfg.dataset(&bundle.tokenizer, &examples).unwrap();
     let mut trainer = Trainer::new(&bundle.weights, device, cfg).unwrap();
     for _ in 0..steps {
@@ -100,10 +106,18 @@ fn exports_reload_to_the_same_model() {
         let lora = lora_config().lora.unwrap();
         let adapter = block(export::adapter(&policy, &lora, &bundle)).unwrap();
         let (cfg, adapters) = peft::load(&adapter[0].1, &adapter[1].1, &bundle.weights.config).unwrap();
-        assert_eq!((cfg.rank, cfg.alpha, cfg.peft_targets().unwrap()), (lora.rank, lora.alpha, lora.peft_targets().unwrap()));
+        assert_eq!(
+            (cfg.rank, cfg.alpha, cfg.peft_targets().unwrap()),
+            (lora.rank, lora.alpha, lora.peft_targets().unwrap())
+        );
         let again = Model::from_weights(&bundle.weights, &device).with_adapters(&cfg, &adapters, &device).unwrap();
         let got = logits(&again, &bundle, &device);
-        assert!(max_diff(&got, &want) <= 1e-5, "{}: reloaded adapter differs by {}", bundle.name, max_diff(&got, &want));
+        assert!(
+            max_diff(&got, &want) <= 1e-5,
+            "{}: reloaded adapter differs by {}",
+            bundle.name,
+            max_diff(&got, &want)
+        );
     }
 }
 

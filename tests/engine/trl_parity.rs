@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use kto_studio::ModelBundle;
-use kto_studio::kto::{KtoLossConfig, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::kto::loss::sequence_logps;
+use kto_studio::kto::{KtoLossConfig, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::model::Model;
 use serde_json::Value;
 
@@ -89,17 +89,29 @@ fn check_arch(arch: &str) {
         let got = serde_json::to_value(&m).unwrap();
         if k == 0 {
             assert_eq!(m.loss, 0.5, "{arch}: the step-0 loss is exactly 0.5");
-            close(&format!("{arch} step 1 grad_norm"), m.grad_norm.unwrap(), want["grad_norm"].as_f64().unwrap(), 1e-5, 0.0);
+            close(
+                &format!("{arch} step 1 grad_norm"),
+                m.grad_norm.unwrap(),
+                want["grad_norm"].as_f64().unwrap(),
+                1e-5,
+                0.0,
+            );
         }
         for (key, value) in want.as_object().unwrap() {
             if key == "step" {
                 continue;
             }
-            let ours = got.get(key).and_then(Value::as_f64).unwrap_or_else(|| panic!("{arch} step {}: no {key}", k + 1));
+            let ours =
+                got.get(key).and_then(Value::as_f64).unwrap_or_else(|| panic!("{arch} step {}: no {key}", k + 1));
             close(&format!("{arch} step {} {key}", k + 1), ours, value.as_f64().unwrap(), 1e-3, 1e-3);
         }
         for absent in ["rewards/rejected", "rewards/margins", "logps/rejected"] {
-            assert_eq!(got.get(absent).is_some(), want.get(absent).is_some(), "{arch} step {}: {absent} reported by one side only", k + 1);
+            assert_eq!(
+                got.get(absent).is_some(),
+                want.get(absent).is_some(),
+                "{arch} step {}: {absent} reported by one side only",
+                k + 1
+            );
         }
     }
 }
@@ -129,7 +141,8 @@ fn cli_reproduces_trl_metrics() {
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-        let lines: Vec<Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> =
+            std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let want = g["steps"].as_array().unwrap();
         assert_eq!(lines.len(), want.len());
         for (k, (got, want)) in lines.iter().zip(want).enumerate() {
@@ -137,7 +150,13 @@ fn cli_reproduces_trl_metrics() {
                 if key == "step" {
                     continue;
                 }
-                close(&format!("CLI {arch} step {} {key}", k + 1), got[key].as_f64().unwrap(), value.as_f64().unwrap(), 1e-3, 1e-3);
+                close(
+                    &format!("CLI {arch} step {} {key}", k + 1),
+                    got[key].as_f64().unwrap(),
+                    value.as_f64().unwrap(),
+                    1e-3,
+                    1e-3,
+                );
             }
         }
         let _ = std::fs::remove_file(out);

@@ -103,6 +103,8 @@ const handlers = {
     const error = await checkMemory(rows, config).then(() => null, (e) => e.message);
     return { estimate, seqLen, error };
   },
+  /** Bytes of wasm linear memory: the engine's host-side peak (it never shrinks). */
+  stats: async () => ({ wasmMemory: (await ready).memory.buffer.byteLength }),
   exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
   importAdapter: ({ config, tensors }) => engine.import_adapter(new Uint8Array(config), new Uint8Array(tensors)),
   train: (args, id) => runTraining(id, args),
