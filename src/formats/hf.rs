@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, transpose};
 
 const LLAMA_ARCHS: [&str; 2] = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
 const GPT2_ARCH: &str = "GPT2LMHeadModel";
@@ -187,17 +187,6 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
             }
         }
     })
-}
-
-/// Transpose a row-major `[rows, cols]` matrix.
-pub(crate) fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = v[r * cols + c];
-        }
-    }
-    t
 }
 
 /// Reorder the output rows of a Q or K projection between RoPE layouts: llama.cpp/llama2.c

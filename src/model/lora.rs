@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::transformer::Model;
-use super::weights::Arch;
+use super::weights::{Arch, transpose};
 use crate::Result;
 use crate::error::config_err;
 
@@ -159,16 +159,6 @@ pub struct HostAdapter {
     pub d_out: usize,
     pub a: Vec<f32>,
     pub b: Vec<f32>,
-}
-
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = v[r * cols + c];
-        }
-    }
-    t
 }
 
 impl Model {

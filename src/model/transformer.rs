@@ -10,7 +10,7 @@ use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::lora::Proj;
-use super::weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+use super::weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, transpose};
 use crate::device::read_f32;
 
 /// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
@@ -212,13 +212,7 @@ fn vector(v: &[f32], device: &Device) -> Param<Tensor<1>> {
 
 /// A `[out, in]` checkpoint matrix as burn's `[in, out]` Linear.
 fn linear(w: &[f32], bias: Option<&Vec<f32>>, out: usize, inp: usize, device: &Device) -> Linear {
-    let mut t = vec![0f32; w.len()];
-    for o in 0..out {
-        for i in 0..inp {
-            t[i * out + o] = w[o * inp + i];
-        }
-    }
-    Linear { weight: param(&t, [inp, out], device), bias: bias.map(|b| vector(b, device)) }
+    Linear { weight: param(&transpose(w, out, inp), [inp, out], device), bias: bias.map(|b| vector(b, device)) }
 }
 
 fn proj(w: &[f32], bias: Option<&Vec<f32>>, out: usize, inp: usize, device: &Device) -> Proj {

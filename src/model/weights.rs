@@ -173,3 +173,15 @@ impl ModelWeights {
         }
     }
 }
+
+/// Transpose a row-major `[rows, cols]` matrix (checkpoints store Linear weights `[out, in]`,
+/// burn `[in, out]`; PEFT's LoRA factors are the transposes of ours).
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
+}

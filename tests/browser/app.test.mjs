@@ -142,7 +142,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     // Same engine, two places: the native CLI on the same data and settings gives the same metrics.
     const cliOut = join(OUT, 'cli-metrics.jsonl');
     execFileSync(KTO, ['train', '--backend', 'cpu', '--data', exportedPath, '--steps', '3', '--batch-size', '6', '--lr', '0.002',
-      '--max-length', '256', '--no-shuffle', '--metrics-out', cliOut], { stdio: ['ignore', 'ignore', 'inherit'] });
+      '--max-length', '256', '--max-grad-norm', '1', '--no-shuffle', '--metrics-out', cliOut], { stdio: ['ignore', 'ignore', 'inherit'] });
     const cli = readFileSync(cliOut, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     for (let s = 0; s < 3; s++) {
       for (const [k, v] of Object.entries(cli[s])) {
@@ -211,6 +211,37 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     assert.equal(history.length, 3);
     assertFiniteMetrics(history);
     await env.shot('8-cpu-train');
+
+    // A run that cannot fit is refused before it starts, with the reason.
+    await page.fill('[data-testid=batch-size]', '100000');
+    await page.dispatchEvent('[data-testid=batch-size]', 'change');
+    await page.waitForFunction(() => document.querySelector('[data-testid=memory-estimate]').dataset.fits === 'false', null, { timeout: 60_000 });
+    assert.match(await page.textContent('[data-testid=memory-estimate]'), /Estimated peak memory: [\d,.]+ MiB.*Too large/);
+    await page.click('[data-testid=train]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=train-message]').dataset.status === 'error', null, { timeout: 60_000 });
+    assert.match(await page.textContent('[data-testid=train-message]'), /needs about [\d,]+ MiB.*more than [\d,]+ MiB available.*LoRA/);
+
+    // LoRA on the built-in model: only adapters train; the PEFT adapter downloads and loads back.
+    await page.selectOption('[data-testid=method]', 'lora');
+    await page.fill('[data-testid=lora-rank]', '4');
+    const lora = await train(page, { steps: 2, batch: 2, lr: 0.01 });
+    assertFiniteMetrics(lora);
+    assert.equal(lora[0].loss, 0.5);
+    const saved = [];
+    page.on('download', (d) => saved.push(d));
+    await page.click('[data-testid=download-adapter]');
+    await page.waitForFunction(() => /Downloaded/.test(document.querySelector('[data-testid=train-message]').textContent), null, { timeout: 60_000 });
+    await page.waitForTimeout(500);
+    const paths = [];
+    for (const d of saved) { const p = join(OUT, d.suggestedFilename()); await d.saveAs(p); paths.push(p); }
+    assert.deepEqual(paths.map((p) => p.replace(/^.*-kto-adapter-/, '')).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+    const config = JSON.parse(readFileSync(paths.find((p) => p.endsWith('.json')), 'utf8'));
+    assert.equal(config.peft_type, 'LORA');
+    assert.equal(config.r, 4);
+    await page.setInputFiles('[data-testid=adapter-files]', paths);
+    await page.waitForFunction(() => /Loaded a rank-4 adapter/.test(document.querySelector('[data-testid=train-message]').textContent), null, { timeout: 60_000 });
+    await page.selectOption('[data-testid=method]', 'full');
+    await page.fill('[data-testid=batch-size]', '2');
 
     // Pause holds the run, resume continues it, cancel ends it between steps.
     await page.fill('[data-testid=steps]', '200');

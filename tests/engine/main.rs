@@ -6,6 +6,7 @@ mod common;
 mod data_and_batching;
 mod generation;
 mod gguf;
+mod hf;
 mod judge;
 mod kto_spec;
 mod loaders;

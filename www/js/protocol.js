@@ -2,15 +2,23 @@
 //
 // Requests (page -> worker): { id, type, ...args }
 //   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, fallbackReason? }
-//   load      { name, model: ArrayBuffer, tokenizer: ArrayBuffer } -> model info {name, config, parameters}
-//   generate  { prompt, n, sampling, which: 'base'|'trained' } -> [{ ids, text, finished }]
+//   load      { name, files: [{ name, bytes: ArrayBuffer }] } -> model info {name, format, config, parameters, chat, lora}
+//             (a .gguf; a Hugging Face folder's config.json + *.safetensors + tokenizer*.json; or llama2.c .bin + tok*.bin)
+//   generate  { prompt, n, sampling, which: 'base'|'trained', chat } -> [{ ids, text, finished }]
+//             (chat: wrap the prompt in the model's chat template)
 //             streams { type: 'token', id, sample, text } as text arrives
-//   train     { rows, config }                              -> { steps, status: 'done'|'cancelled' }
+//   memory    { rows, config }                              -> { estimate, seqLen, error } (error: why it cannot fit)
+//   train     { rows, config }                              -> { steps, status: 'done'|'cancelled', memory }
+//             (config.lora = {rank, alpha, dropout, targets} or null; config.chat; refused when it cannot fit)
 //             streams { type: 'progress', id, step, total, metrics, elapsedMs } once per step
 //   pause | resume | cancel  {}                             -> {} (control the running train)
 //   evaluate  {}                                            -> metrics of the trained model on the run's data
-//   export    {}                                            -> { bytes: ArrayBuffer } llama2.c checkpoint
+//   export    {}                                            -> { bytes: ArrayBuffer } the trained model as one file
+//             (llama2.c checkpoint, PEFT adapter safetensors, or merged Hugging Face safetensors)
 //   restore   { bytes: ArrayBuffer }                        -> {}
+//   exportFiles { kind: 'adapter'|'merged' }                -> [{ name, bytes }] a PEFT adapter / Hugging Face folder
+//   importAdapter { config: ArrayBuffer, tensors: ArrayBuffer } -> { rank, alpha, targets, adapters }
+//   stats     {}                                            -> { wasmMemory } bytes of wasm linear memory
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, wD, wU }                            -> TRL imbalance advice or null
