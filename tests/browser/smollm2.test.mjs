@@ -49,7 +49,7 @@ test('SmolLM2-135M-Instruct on WebGPU: chat answer, one LoRA KTO step, PEFT expo
   await page.fill('[data-testid=batch-size]', '2');
   await page.fill('[data-testid=max-length]', '48');
   await page.dispatchEvent('[data-testid=max-length]', 'change');
-  await page.waitForFunction(() => document.querySelector('[data-testid=memory-estimate]').dataset.fits === 'true', null, { timeout: 120_000 });
+  await page.waitForFunction(() => { const e = document.querySelector('[data-testid=memory-estimate]').dataset; return e.batch === '2' && e.fits === 'true'; }, null, { timeout: 120_000 });
   const estimate = await page.textContent('[data-testid=memory-estimate]');
   const t1 = Date.now();
   await page.click('[data-testid=train]');

@@ -41,12 +41,17 @@ export function initTrainView(app) {
       const mb = (b) => `${(b / 1048576).toFixed(b < 10 * 1048576 ? 1 : 0)} MiB`;
       out.textContent = `Estimated peak memory: ${mb(e.total)} — weights ${mb(e.weights + e.reference)}, gradients + optimizer ${mb(e.gradients + e.optimizer)}, activations ${mb(e.activations)} (rows up to ${seqLen} tokens; ${e.trainable_params.toLocaleString()} trainable parameters).${error ? ` Too large: ${error}` : ''}`;
       out.dataset.fits = error ? 'false' : 'true';
+      out.dataset.batch = String(config().batch_size);
       out.dataset.total = e.total;
     } catch (err) {
       out.textContent = `No estimate: ${err.message}`;
     }
   }
-  document.querySelectorAll('#view-train input, #view-train select').forEach((i) => i.addEventListener('change', estimate));
+  let pending = null;
+  const soon = () => { clearTimeout(pending); pending = setTimeout(estimate, 200); };
+  document.querySelectorAll('#view-train input, #view-train select').forEach((i) => { i.addEventListener('change', soon); i.addEventListener('input', soon); });
+  // The labels decide the row lengths: estimate again whenever the view is opened.
+  document.querySelector('nav button[data-view=train]').addEventListener('click', soon);
   document.addEventListener('model-loaded', (e) => {
     // Big models train with LoRA by default; only Llama-family models have it.
     const method = $('#method');
@@ -61,12 +66,13 @@ export function initTrainView(app) {
   }
 
   async function train() {
-    const rows = await rowsForTraining();
-    const cfg = config();
-    Object.values(charts).forEach((c) => c.reset());
-    history.length = 0;
+    // Clear the last run's outcome before the first await, so nobody reads a stale status.
     delete $('#train-message').dataset.status;
     say('');
+    const cfg = config();
+    const rows = await rowsForTraining();
+    Object.values(charts).forEach((c) => c.reset());
+    history.length = 0;
     setRunning(true);
     const progress = $('#progress');
     try {
