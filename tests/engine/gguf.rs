@@ -128,3 +128,24 @@ fn smollm2_lora_kto_step_in_chat_mode() {
     let m2 = block(trainer.step(&data)).unwrap();
     assert!(m2.loss.is_finite() && m2.loss < 0.5, "second step loss {}", m2.loss);
 }
+
+/// A SentencePiece vocabulary in GGUF (trained by Google's `sentencepiece`, written by llama.cpp's
+/// `gguf` package: tests/reference/gguf_spm_fixture.py) encodes exactly as `sentencepiece` does.
+#[test]
+fn gguf_sentencepiece_tokenizer_matches_sentencepiece() {
+    let bundle = ModelBundle::from_gguf(&std::fs::read(golden_dir().join("spm_tiny.gguf")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden_dir().join("spm_tiny.json")).unwrap()).unwrap();
+    assert_eq!(bundle.tokenizer.vocab_size() as u64, golden["vocab_size"].as_u64().unwrap());
+    assert_eq!(bundle.tokenizer.eos_id(), 2);
+    assert_eq!(bundle.weights.config.rope_layout, kto_studio::model::RopeLayout::Adjacent);
+    for (text, ids) in golden["texts"].as_array().unwrap().iter().zip(golden["ids"].as_array().unwrap()) {
+        let want: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(bundle.tokenizer.encode(text.as_str().unwrap(), true), want, "{text}");
+    }
+    let device = cpu();
+    let ids = bundle.tokenizer.encode("Once upon a time", true);
+    let logits = Model::from_weights(&bundle.weights, &device)
+        .forward(kto_studio::model::token_ids(&ids, 1, &device), &[ids.len()]);
+    assert!(logits.into_data().try_to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()));
+}
