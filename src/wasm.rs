@@ -204,13 +204,14 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
         let bundle = need(&s.bundle, "load a model")?;
         let (device, _) = need(&s.device, "initialize a device")?;
         let data = cfg.dataset(&bundle.tokenizer, &rows)?;
-        let info = serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches(), "seq_len": data.max_row_len() });
-        let estimate = crate::memory::estimate(&bundle.weights.config, &cfg, data.max_row_len());
+        let info =
+            serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
         s.lora = cfg.lora.clone();
+        // Free the previous run's tensors before the new run allocates its own.
         s.trainer = None;
         s.trainer = Some(Trainer::new(&bundle.weights, &device, cfg)?);
         s.dataset = Some(Rc::new(data));
-        Ok(serde_json::json!({ "memory": estimate, "info": info }))
+        Ok(info)
     })?;
     to_js(&info)
 }
@@ -266,7 +267,7 @@ pub async fn export_trained() -> Result<Vec<u8>, JsError> {
         _ => crate::export::merged(&model, &bundle).await,
     }
     .map_err(js_err)?;
-    Ok(files.into_iter().nth(1).map(|(_, b)| b).unwrap_or_default())
+    Ok(files.into_iter().find(|(name, _)| name.ends_with(".safetensors")).map(|(_, b)| b).unwrap_or_default())
 }
 
 /// Restore what [`export_trained`] produced (or a PEFT adapter's safetensors) for the loaded model.
@@ -276,11 +277,10 @@ pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
         let bundle = need(&s.bundle, "load a model")?;
         let (device, _) = need(&s.device, "initialize a device")?;
         let c = &bundle.weights.config;
-        let different = || Error::Config("these trained weights belong to a different model architecture".into());
         if let Ok(Some(adapter_config)) = peft::embedded_config(bytes) {
             let (lora, adapters) = peft::load(adapter_config.as_bytes(), bytes, c)?;
             let base = need(&s.base, "load a model")?;
-            s.trained = Some(base.without_adapters().with_adapters(&lora, &adapters, &device)?);
+            s.trained = Some(base.with_adapters(&lora, &adapters, &device)?);
             s.lora = Some(lora);
             return Ok(());
         }
@@ -291,7 +291,7 @@ pub fn restore_trained(bytes: &[u8]) -> Result<(), JsError> {
         let mut want = c.clone();
         want.rope_layout = weights.config.rope_layout;
         if weights.config != want {
-            return Err(different());
+            return Err(Error::Config("these trained weights belong to a different model architecture".into()));
         }
         s.trained = Some(Model::from_weights(&weights, &device));
         s.lora = None;
@@ -340,7 +340,7 @@ pub fn import_adapter(config: &[u8], tensors: &[u8]) -> Result<JsValue, JsError>
         let (device, _) = need(&s.device, "initialize a device")?;
         let (lora, adapters) = peft::load(config, tensors, &bundle.weights.config)?;
         let base = need(&s.base, "load a model")?;
-        s.trained = Some(base.without_adapters().with_adapters(&lora, &adapters, &device)?);
+        s.trained = Some(base.with_adapters(&lora, &adapters, &device)?);
         let info = serde_json::json!({ "rank": lora.rank, "alpha": lora.alpha, "targets": lora.targets, "adapters": adapters.len() });
         s.lora = Some(lora);
         Ok(info)

@@ -107,21 +107,26 @@ fn f16(b: &[u8]) -> f32 {
     half::f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-/// Dequantize `n` values of ggml type `kind` from `bytes`.
-pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
-    let (block_bytes, block_len) = match kind {
+/// `(bytes per block, values per block)` of the ggml types the engine reads.
+fn block_layout(kind: u32) -> Option<(usize, usize)> {
+    Some(match kind {
         0 => (4, 1),
         1 | 30 => (2, 1),
         2 => (18, QK),
         3 => (20, QK),
         8 => (34, QK),
-        _ => {
-            return Err(format_err(format!(
-                "GGUF tensor type {kind} is not supported (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are); \
-                 re-quantize the model with llama.cpp's llama-quantize to one of those"
-            )));
-        }
-    };
+        _ => return None,
+    })
+}
+
+/// Dequantize `n` values of ggml type `kind` from `bytes`.
+pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+    let (block_bytes, block_len) = block_layout(kind).ok_or_else(|| {
+        format_err(format!(
+            "GGUF tensor type {kind} is not supported (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are); \
+             re-quantize the model with llama.cpp's llama-quantize to one of those"
+        ))
+    })?;
     if n % block_len != 0 || bytes.len() < n / block_len * block_bytes {
         return Err(format_err("GGUF: tensor data is shorter than its shape implies"));
     }
@@ -155,14 +160,7 @@ pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
 }
 
 fn data_size(kind: u32, n: usize) -> usize {
-    match kind {
-        0 => 4 * n,
-        1 | 30 => 2 * n,
-        2 => n / QK * 18,
-        3 => n / QK * 20,
-        8 => n / QK * 34,
-        _ => 0,
-    }
+    block_layout(kind).map_or(0, |(bytes, len)| n / len * bytes)
 }
 
 impl<'a> Gguf<'a> {

@@ -10,11 +10,7 @@ use crate::error::format_err;
 use crate::model::{HostAdapter, LoraConfig, ModelConfig, RopeLayout};
 
 fn module_path(target: &str) -> &'static str {
-    if target.ends_with("_proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) {
-        "self_attn"
-    } else {
-        "mlp"
-    }
+    if ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) { "self_attn" } else { "mlp" }
 }
 
 /// Q and K adapters of a model in llama.cpp's adjacent RoPE layout have their output rows in that

@@ -54,25 +54,27 @@ async function memoryBudget() {
   return budget;
 }
 
-/** Refuse a run that cannot fit, before any allocation, with the reason and what to change. */
-async function checkMemory(rows, config) {
+/** The estimate of a run and, when it cannot fit, why and what to change (`error`). */
+async function assessMemory(rows, config) {
   const seqLen = engine.max_row_tokens(rows, config);
   const est = engine.memory_estimate(config, seqLen);
   const budget = await memoryBudget();
   const mb = (b) => `${Math.round(b / MiB).toLocaleString()} MiB`;
+  let error = null;
   if (est.total > budget.total) {
-    throw new Error(`this run needs about ${mb(est.total)} (weights ${mb(est.weights + est.reference)}, optimizer ${mb(est.optimizer + est.gradients)}, activations ${mb(est.activations)}), more than ${mb(budget.total)} available to ${budget.where}. Use LoRA, a smaller batch size or a shorter max length.`);
+    error = `this run needs about ${mb(est.total)} (weights ${mb(est.weights + est.reference)}, optimizer ${mb(est.optimizer + est.gradients)}, activations ${mb(est.activations)}), more than ${mb(budget.total)} available to ${budget.where}. Use LoRA, a smaller batch size or a shorter max length.`;
+  } else if (est.largest_tensor > budget.buffer) {
+    error = `the largest tensor of this run (the logits, ${mb(est.largest_tensor)}) exceeds this GPU's buffer limit of ${mb(budget.buffer)}. Use a smaller batch size or a shorter max length.`;
   }
-  if (est.largest_tensor > budget.buffer) {
-    throw new Error(`the largest tensor of this run (the logits, ${mb(est.largest_tensor)}) exceeds this GPU's buffer limit of ${mb(budget.buffer)}. Use a smaller batch size or a shorter max length.`);
-  }
-  return { estimate: est, budget, seqLen };
+  return { estimate: est, seqLen, error };
 }
 
 async function runTraining(id, { rows, config }) {
   if (train.running) throw new Error('a training run is already in progress');
-  const memory = await checkMemory(rows, config);
-  const info = { ...engine.train_start(rows, config).info, memory };
+  // Refuse a run that cannot fit before anything is allocated.
+  const memory = await assessMemory(rows, config);
+  if (memory.error) throw new Error(memory.error);
+  const info = { ...engine.train_start(rows, config), memory };
   Object.assign(train, { paused: false, cancelled: false, running: true });
   const start = performance.now();
   try {
@@ -97,12 +99,7 @@ const handlers = {
   load: ({ name, files }) => engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes))),
   generate: ({ prompt, n, sampling, which, chat }, id) =>
     engine.generate(prompt, n, sampling, which, !!chat, (sample, text) => self.postMessage({ type: 'token', id, sample, text })),
-  memory: async ({ rows, config }) => {
-    const seqLen = engine.max_row_tokens(rows, config);
-    const estimate = engine.memory_estimate(config, seqLen);
-    const error = await checkMemory(rows, config).then(() => null, (e) => e.message);
-    return { estimate, seqLen, error };
-  },
+  memory: ({ rows, config }) => assessMemory(rows, config),
   /** Bytes of wasm linear memory: the engine's host-side peak (it never shrinks). */
   stats: async () => ({ wasmMemory: (await ready).memory.buffer.byteLength }),
   exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
