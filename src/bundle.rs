@@ -15,6 +15,55 @@ pub struct ModelBundle {
     pub format: &'static str,
     pub weights: ModelWeights,
     pub tokenizer: Tokenizer,
+    /// The files that were read, in the order read (shown in the log and the page's model info,
+    /// so a user can see which weights file a folder resolved to).
+    pub files: Vec<String>,
+}
+
+/// How a set of files was given: a whole folder (every file in it: `--model DIR`, the page's
+/// folder picker), or files a person picked one by one (each one named on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSet {
+    Folder,
+    Picked,
+}
+
+const SAFE_WEIGHTS: &str = "model.safetensors";
+const SAFE_INDEX: &str = "model.safetensors.index.json";
+
+/// Which files hold a Hugging Face checkpoint's weights, decided as `transformers` does:
+/// `model.safetensors`, else the shards `model.safetensors.index.json` lists. Any other
+/// `*.safetensors` (a `model.fp16.safetensors`, a gradient dump, an adapter) is read only when it
+/// is the one file the user named: `named`, or the only weights file among files picked one by one.
+pub fn hf_weight_files(
+    names: &[String],
+    index_json: Option<&[u8]>,
+    set: FileSet,
+    named: Option<&str>,
+) -> Result<Vec<String>> {
+    if let Some(n) = named {
+        return Ok(vec![n.to_string()]);
+    }
+    if names.iter().any(|n| n == SAFE_WEIGHTS) {
+        return Ok(vec![SAFE_WEIGHTS.to_string()]);
+    }
+    if let Some(index) = index_json {
+        return hf::shard_names(index);
+    }
+    let others: Vec<&String> =
+        names.iter().filter(|n| n.ends_with(".safetensors") && *n != "adapter_model.safetensors").collect();
+    match (others.as_slice(), set) {
+        ([], _) => Err(format_err(
+            "config.json came without weights: add model.safetensors (or every shard with model.safetensors.index.json)",
+        )),
+        ([only], FileSet::Picked) => Ok(vec![only.to_string()]),
+        (list, _) => Err(format_err(format!(
+            "this folder has no model.safetensors or model.safetensors.index.json, only {}: it is not clear which \
+             holds the model. Name the weights file (CLI: --model FOLDER/FILE.safetensors; page: pick that file \
+             together with config.json and the tokenizer files), or rename it to model.safetensors",
+            list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 impl ModelBundle {
@@ -22,38 +71,78 @@ impl ModelBundle {
     pub fn from_llama2c(name: &str, model: &[u8], tokenizer: &[u8]) -> Result<Self> {
         let weights = llama2c::load(model)?;
         let tokenizer = Tokenizer::Llama2c(Llama2cTokenizer::from_bytes(tokenizer, weights.config.vocab_size)?);
-        Ok(Self { name: name.to_string(), format: "llama2.c", weights, tokenizer })
+        Self::checked(name, "llama2.c", weights, tokenizer, vec![])
     }
 
     /// A GGUF file (weights and its embedded tokenizer).
     pub fn from_gguf(bytes: &[u8]) -> Result<Self> {
         let (weights, tokenizer, name) = gguf::load(bytes)?;
-        Ok(Self { name, format: "gguf", weights, tokenizer })
+        Self::checked(&name, "gguf", weights, tokenizer, vec![])
+    }
+
+    /// Every token id the tokenizer can produce must index the embedding (a tokenizer from
+    /// another model would otherwise fail deep inside the first forward pass).
+    fn checked(
+        name: &str,
+        format: &'static str,
+        weights: ModelWeights,
+        tokenizer: Tokenizer,
+        files: Vec<String>,
+    ) -> Result<Self> {
+        let vocab = weights.config.vocab_size;
+        let max_id = tokenizer.max_id();
+        if max_id.is_some_and(|m| m as usize >= vocab) {
+            return Err(format_err(format!(
+                "the tokenizer has token ids up to {} but the model's embedding has only {vocab} rows: the tokenizer \
+                 belongs to another model",
+                max_id.unwrap_or_default()
+            )));
+        }
+        for (what, id) in [("end-of-sequence", tokenizer.eos_id()), ("padding", tokenizer.pad_id())] {
+            if id as usize >= vocab {
+                return Err(format_err(format!(
+                    "the {what} token id {id} is outside the model's vocabulary of {vocab}"
+                )));
+            }
+        }
+        Ok(Self { name: name.to_string(), format, weights, tokenizer, files })
     }
 
     /// Whatever model a set of files holds (a folder's files, or several picked in the page):
-    /// a `.gguf`; a Hugging Face checkpoint (`config.json`, `*.safetensors` or shards listed in
-    /// `model.safetensors.index.json`, `tokenizer.json`, optional `tokenizer_config.json`); or a
-    /// llama2.c `.bin` with its `tok*.bin`. Names are file names without folders.
-    pub fn from_files(name: &str, files: &[(String, Vec<u8>)]) -> Result<Self> {
+    /// a `.gguf`; a Hugging Face checkpoint (`config.json`, weights per [`hf_weight_files`],
+    /// `tokenizer.json`, optional `tokenizer_config.json`); or a llama2.c `.bin` with its
+    /// `tok*.bin`. Names are file names without folders.
+    pub fn from_files(name: &str, files: &[(String, Vec<u8>)], set: FileSet) -> Result<Self> {
+        Self::from_files_named(name, files, set, None)
+    }
+
+    /// [`Self::from_files`] with the weights file the user named (`--model DIR/file.safetensors`).
+    pub fn from_files_named(
+        name: &str,
+        files: &[(String, Vec<u8>)],
+        set: FileSet,
+        named: Option<&str>,
+    ) -> Result<Self> {
         let get = |n: &str| files.iter().find(|(f, _)| f == n).map(|(_, b)| b.as_slice());
-        if let Some((_, bytes)) = files.iter().find(|(f, _)| f.to_lowercase().ends_with(".gguf")) {
-            return Self::from_gguf(bytes);
+        let ggufs: Vec<&(String, Vec<u8>)> =
+            files.iter().filter(|(f, _)| f.to_lowercase().ends_with(".gguf")).collect();
+        match ggufs.as_slice() {
+            [] => {}
+            [(file, bytes)] => {
+                let mut b = Self::from_gguf(bytes)?;
+                b.files = vec![file.clone()];
+                return Ok(b);
+            }
+            many => {
+                return Err(format_err(format!(
+                    "several GGUF files were given ({}): open one at a time",
+                    many.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
         }
         if let Some(config) = get("config.json") {
-            let shards: Vec<String> = match get("model.safetensors.index.json") {
-                Some(index) => hf::shard_names(index)?,
-                None => files
-                    .iter()
-                    .map(|(f, _)| f.clone())
-                    .filter(|f| f.ends_with(".safetensors") && f != "adapter_model.safetensors")
-                    .collect(),
-            };
-            if shards.is_empty() {
-                return Err(format_err(
-                    "config.json came without weights: add model.safetensors (or every shard with model.safetensors.index.json)",
-                ));
-            }
+            let names: Vec<String> = files.iter().map(|(f, _)| f.clone()).collect();
+            let shards = hf_weight_files(&names, get(SAFE_INDEX), set, named)?;
             let mut parts = Vec::new();
             for s in &shards {
                 parts.push((
@@ -68,29 +157,44 @@ impl ModelBundle {
                 format_err("tokenizer.json is missing: a Hugging Face model needs it next to config.json (pick it too)")
             })?;
             let tok_cfg: Value = match get("tokenizer_config.json") {
-                Some(b) => serde_json::from_slice(b).map_err(|e| format_err(format!("tokenizer_config.json: {e}")))?,
+                Some(b) => json_file("tokenizer_config.json", b)?,
                 None => Value::Null,
             };
-            let model_cfg: Value = serde_json::from_slice(config).unwrap_or(Value::Null);
+            let model_cfg: Value = json_file("config.json", config)?;
             let eos = match model_cfg.get("eos_token_id") {
-                Some(Value::Number(n)) => n.as_u64().map(|v| v as u32),
-                Some(Value::Array(a)) => a.first().and_then(Value::as_u64).map(|v| v as u32),
+                Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()),
+                Some(Value::Array(a)) => a.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()),
                 _ => None,
             };
             let tokenizer = Tokenizer::Hf(Box::new(HfTokenizer::from_json(tok_json, &tok_cfg, eos)?));
             let name = model_cfg.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name);
-            return Ok(Self { name: name.to_string(), format: "safetensors", weights, tokenizer });
+            let mut read = vec!["config.json".to_string()];
+            read.extend(shards);
+            read.extend(
+                ["tokenizer.json", "tokenizer_config.json"].iter().filter(|f| get(f).is_some()).map(|f| f.to_string()),
+            );
+            return Self::checked(name, "safetensors", weights, tokenizer, read);
         }
         let model = files.iter().find(|(f, _)| f.ends_with(".bin") && !f.starts_with("tok"));
         let tok = files.iter().find(|(f, _)| f.starts_with("tok") && f.ends_with(".bin"));
         match (model, tok) {
-            (Some((m, mb)), Some((_, tb))) => Self::from_llama2c(m.trim_end_matches(".bin"), mb, tb),
+            (Some((m, mb)), Some((t, tb))) => {
+                let mut b = Self::from_llama2c(m.trim_end_matches(".bin"), mb, tb)?;
+                b.files = vec![m.clone(), t.clone()];
+                Ok(b)
+            }
             _ => Err(format_err(
                 "no model recognised among these files: pick a .gguf file, a Hugging Face folder's config.json + \
                  model.safetensors + tokenizer.json (+ tokenizer_config.json), or a llama2.c model .bin with its tok*.bin",
             )),
         }
     }
+}
+
+/// A JSON file, with a UTF-8 byte-order mark tolerated (editors on Windows add one).
+pub fn json_file(name: &str, bytes: &[u8]) -> Result<Value> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    serde_json::from_slice(bytes).map_err(|e| format_err(format!("{name} is not valid JSON: {e}")))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -137,21 +241,15 @@ mod native {
         pub fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<Self> {
             if let Some(p) = model {
                 if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-                    return ModelBundle::from_gguf(&read(p)?);
+                    let mut b = ModelBundle::from_gguf(&read(p)?)?;
+                    b.files = vec![p.display().to_string()];
+                    return Ok(b);
                 }
-                if p.is_dir() && tokenizer.is_none() && !has_llama2c(p) {
-                    let mut files = Vec::new();
-                    for entry in
-                        std::fs::read_dir(p).map_err(|e| Error::Config(format!("cannot list {}: {e}", p.display())))?
-                    {
-                        let path = entry.map_err(Error::Io)?.path();
-                        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        if [".json", ".safetensors", ".gguf"].iter().any(|e| name.ends_with(e)) {
-                            files.push((name, read(&path)?));
-                        }
-                    }
-                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    return ModelBundle::from_files(&name, &files);
+                // A weights file named directly: its folder holds config.json and the tokenizer.
+                let named = p.extension().is_some_and(|e| e == "safetensors").then(|| file_name(p));
+                let dir = if named.is_some() { p.parent().unwrap_or(Path::new(".")) } else { p };
+                if dir.is_dir() && tokenizer.is_none() && (named.is_some() || !has_llama2c(dir)) {
+                    return load_folder(dir, named.as_deref());
                 }
             }
             let model_path = match model {
@@ -165,8 +263,51 @@ mod native {
                 None => find(dir, |n| n.starts_with("tok") && n.ends_with(".bin"))?,
             };
             let name = model_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            ModelBundle::from_llama2c(&name, &read(&model_path)?, &read(&tok_path)?)
+            let mut b = ModelBundle::from_llama2c(&name, &read(&model_path)?, &read(&tok_path)?)?;
+            b.files = vec![model_path.display().to_string(), tok_path.display().to_string()];
+            Ok(b)
         }
+    }
+
+    fn file_name(p: &Path) -> String {
+        p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// A folder: only the files the model needs are read (a folder may hold gigabytes of other
+    /// checkpoints), chosen by the same rules as files handed over in the browser.
+    fn load_folder(dir: &Path, named: Option<&str>) -> Result<ModelBundle> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::Config(format!("cannot list {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| file_name(&e.path())))
+            .collect();
+        names.sort();
+        let ggufs: Vec<&String> = names.iter().filter(|n| n.to_lowercase().ends_with(".gguf")).collect();
+        let wanted: Vec<String> = if !names.iter().any(|n| n == "config.json") {
+            // A GGUF (several are refused by name), or nothing this loader knows.
+            ggufs.into_iter().cloned().collect()
+        } else {
+            let index = if names.iter().any(|n| n == super::SAFE_INDEX) {
+                Some(read(&dir.join(super::SAFE_INDEX))?)
+            } else {
+                None
+            };
+            let mut w = super::hf_weight_files(&names, index.as_deref(), super::FileSet::Folder, named)?;
+            w.extend(
+                ["config.json", "tokenizer.json", "tokenizer_config.json", super::SAFE_INDEX]
+                    .iter()
+                    .filter(|f| names.iter().any(|n| n == *f))
+                    .map(|f| f.to_string()),
+            );
+            w
+        };
+        let mut files = Vec::new();
+        for n in &wanted {
+            let path = dir.join(n);
+            if path.is_file() {
+                files.push((n.clone(), read(&path)?));
+            }
+        }
+        ModelBundle::from_files_named(&file_name(dir), &files, super::FileSet::Folder, named)
     }
 
     fn has_llama2c(dir: &Path) -> bool {

@@ -19,7 +19,13 @@ pub async fn nll(
     batch_size: usize,
 ) -> Result<(f64, usize)> {
     let max_len = model.config().max_seq_len;
-    let encoded: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, true)).filter(|ids| ids.len() >= 2).collect();
+    let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+    for t in texts {
+        let ids = tok.encode(t, true)?;
+        if ids.len() >= 2 {
+            encoded.push(ids);
+        }
+    }
     let (mut total, mut count) = (0.0, 0usize);
     for chunk in encoded.chunks(batch_size.max(1)) {
         let seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|ids| (&ids[..1], &ids[1..])).collect();

@@ -61,7 +61,12 @@ pub async fn generate(
     if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
         return Err(config_err(format!("top-p must be in (0, 1], got {}", cfg.top_p)));
     }
-    let prompt_ids = tok.encode(prompt, true);
+    let mut prompt_ids = tok.encode(prompt, true)?;
+    if prompt_ids.is_empty() {
+        // A tokenizer that adds no BOS (GPT-2) encodes "" to nothing; like transformers'
+        // generate, start from the beginning-of-text token, which for these models is the EOS.
+        prompt_ids.push(tok.bos_id().unwrap_or(tok.eos_id()));
+    }
     let max_seq = model.config().max_seq_len;
     if prompt_ids.len() > max_seq {
         return Err(config_err(format!(

@@ -27,7 +27,8 @@ const F32: u64 = 4;
 /// `seq_len`: the longest batch row the run will see (at most `max_length`).
 pub fn estimate(c: &ModelConfig, cfg: &TrainConfig, seq_len: usize) -> MemoryEstimate {
     let params = c.num_params() as u64;
-    let (d, h, kv, v) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64, c.vocab_size as u64);
+    let (d, h, q, kv, v) =
+        (c.dim as u64, c.hidden_dim as u64, c.q_dim() as u64, c.kv_dim() as u64, c.vocab_size as u64);
     let trainable = match &cfg.lora {
         Some(l) => {
             let targets = l.peft_targets().unwrap_or_default();
@@ -35,7 +36,7 @@ pub fn estimate(c: &ModelConfig, cfg: &TrainConfig, seq_len: usize) -> MemoryEst
             let per_layer: u64 = targets
                 .iter()
                 .map(|t| match *t {
-                    "q_proj" | "o_proj" => r * 2 * d,
+                    "q_proj" | "o_proj" => r * (d + q),
                     "k_proj" | "v_proj" => r * (d + kv),
                     _ => r * (d + h),
                 })

@@ -266,7 +266,7 @@ pub async fn run_recipe(
     let mut cfg = recipe.train.clone();
     cfg.loss.desirable_weight = wd;
     cfg.loss.undesirable_weight = wu;
-    let data = cfg.dataset(tok, &rows)?;
+    let data = cfg.dataset_for(tok, &bundle.weights.config, &rows)?;
     let mut trainer = crate::kto::Trainer::new(&bundle.weights, device, cfg.clone())?;
     let mut last = None;
     for _ in 0..cfg.steps {

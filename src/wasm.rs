@@ -96,20 +96,23 @@ pub async fn init(backend: String) -> Result<JsValue, JsError> {
 
 /// Load a model from files picked together (names and bytes, same order): a `.gguf`; a Hugging
 /// Face folder's `config.json`, `*.safetensors` (+ index), `tokenizer.json`, `tokenizer_config.json`;
-/// or a llama2.c `.bin` and its `tok*.bin`. Returns the model summary.
+/// or a llama2.c `.bin` and its `tok*.bin`. `folder`: the files are a whole folder (its other
+/// weight files are ignored) rather than picked one by one. Returns the model summary.
 #[wasm_bindgen]
-pub fn load_files(name: String, names: Vec<String>, files: js_sys::Array) -> Result<JsValue, JsError> {
+pub fn load_files(name: String, names: Vec<String>, files: js_sys::Array, folder: bool) -> Result<JsValue, JsError> {
     if names.len() as u32 != files.length() {
         return Err(js_err("load_files: names and files differ in length"));
     }
     let files: Vec<(String, Vec<u8>)> =
         names.into_iter().zip(files.iter()).map(|(n, f)| (n, js_sys::Uint8Array::new(&f).to_vec())).collect();
-    let bundle = ModelBundle::from_files(&name, &files).map_err(js_err)?;
+    let set = if folder { crate::bundle::FileSet::Folder } else { crate::bundle::FileSet::Picked };
+    let bundle = ModelBundle::from_files(&name, &files, set).map_err(js_err)?;
     drop(files);
     let c = &bundle.weights.config;
     let info = serde_json::json!({
         "name": bundle.name,
         "format": bundle.format,
+        "files": bundle.files,
         "config": c,
         "parameters": c.num_params(),
         "eos_text": bundle.tokenizer.eos_text(),
@@ -203,7 +206,7 @@ pub fn train_start(rows: JsValue, config: JsValue) -> Result<JsValue, JsError> {
         }
         let bundle = need(&s.bundle, "load a model")?;
         let (device, _) = need(&s.device, "initialize a device")?;
-        let data = cfg.dataset(&bundle.tokenizer, &rows)?;
+        let data = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &rows)?;
         let info =
             serde_json::json!({ "rows": data.rows.len(), "dropped": data.dropped, "batches": data.num_batches() });
         s.lora = cfg.lora.clone();
@@ -367,7 +370,7 @@ pub fn max_row_tokens(rows: JsValue, config: JsValue) -> Result<usize, JsError> 
     if rows.is_empty() {
         return Ok(2);
     }
-    Ok(cfg.dataset(&bundle.tokenizer, &rows).map_err(js_err)?.max_row_len())
+    Ok(cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &rows).map_err(js_err)?.max_row_len())
 }
 
 /// Loss and metrics of the current run's trained policy on the run's data, without updating.

@@ -11,8 +11,8 @@ use kto_studio::export;
 use kto_studio::formats::peft;
 use kto_studio::generate::{SamplingConfig, generate};
 use kto_studio::judge::Judge;
-use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
-use kto_studio::model::{LoraConfig, Model};
+use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, OptimizerKind, TrainConfig, Trainer, parse_jsonl_bytes};
+use kto_studio::model::{HostAdapter, LoraConfig, Model, ModelWeights};
 use kto_studio::mood::{Mood, MoodRecipe, heldout_eval, run_recipe};
 use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 
@@ -237,7 +237,7 @@ enum Command {
     Eval {
         #[command(flatten)]
         model: ModelArgs,
-        /// Reference model (default: the built-in stories260K).
+        /// Reference model (default: the model's own base weights — without `--adapter`).
         #[arg(long)]
         reference: Option<PathBuf>,
         #[arg(long)]
@@ -318,29 +318,45 @@ enum Command {
     },
 }
 
+fn read_rows(path: &Path) -> Result<Vec<KtoExample>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    parse_jsonl_bytes(&bytes).map_err(|e| Error::Data(format!("{}: {e}", path.display())))
+}
+
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
 }
 
 fn load(m: &ModelArgs) -> Result<ModelBundle> {
-    ModelBundle::load(m.model.as_deref(), m.tokenizer.as_deref())
+    let b = ModelBundle::load(m.model.as_deref(), m.tokenizer.as_deref())?;
+    eprintln!("model {} ({}): read {}", b.name, b.format, b.files.join(", "));
+    Ok(b)
+}
+
+/// The `--adapter` folder, read and checked against the model.
+fn read_adapter(m: &ModelArgs, bundle: &ModelBundle) -> Result<Option<(LoraConfig, Vec<HostAdapter>)>> {
+    let Some(dir) = &m.adapter else { return Ok(None) };
+    let read = |n: &str| {
+        std::fs::read(dir.join(n)).map_err(|e| Error::Config(format!("cannot read {}: {e}", dir.join(n).display())))
+    };
+    Ok(Some(peft::load(&read("adapter_config.json")?, &read("adapter_model.safetensors")?, &bundle.weights.config)?))
 }
 
 /// The model to run: the bundle's weights, plus the `--adapter` if one was given.
 fn model_with_adapter(m: &ModelArgs, bundle: &ModelBundle, device: &Device) -> Result<Model> {
     let model = Model::from_weights(&bundle.weights, device);
-    match &m.adapter {
+    match read_adapter(m, bundle)? {
         None => Ok(model),
-        Some(dir) => {
-            let read = |n: &str| {
-                std::fs::read(dir.join(n))
-                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", dir.join(n).display())))
-            };
-            let (cfg, adapters) =
-                peft::load(&read("adapter_config.json")?, &read("adapter_model.safetensors")?, &bundle.weights.config)?;
-            model.with_adapters(&cfg, &adapters, device)
-        }
+        Some((cfg, adapters)) => model.with_adapters(&cfg, &adapters, device),
     }
+}
+
+/// Host weights of the model as it behaves: the base with the `--adapter` merged in, if any.
+async fn weights_with_adapter(m: &ModelArgs, bundle: &ModelBundle, device: &Device) -> Result<ModelWeights> {
+    if m.adapter.is_none() {
+        return Ok(bundle.weights.clone());
+    }
+    model_with_adapter(m, bundle, device)?.to_weights().await
 }
 
 fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -362,6 +378,11 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let backend: BackendKind = cli.backend.into();
     if let Command::Bench { model, backends, steps, batch_size, seq_len, gen_tokens } = &cli.command {
+        if model.adapter.is_some() {
+            return Err(Error::Config(
+                "bench measures a model's speed; --adapter does not change it, leave it out".into(),
+            ));
+        }
         let bundle = load(model)?;
         for &b in backends {
             let kind: BackendKind = b.into();
@@ -400,9 +421,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Train { model, train, metrics_out, save, export_adapter, export_merged } => {
             let bundle = load(&model)?;
-            let examples = parse_jsonl(&read_text(&train.data)?)?;
+            let examples = read_rows(&train.data)?;
             let cfg = train.config();
-            let data = cfg.dataset(&bundle.tokenizer, &examples)?;
+            let data = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &examples)?;
             log_dataset(&examples, &data, &cfg);
             let mem = kto_studio::memory::estimate(&bundle.weights.config, &cfg, data.max_row_len());
             eprintln!(
@@ -411,7 +432,24 @@ async fn run(cli: Cli) -> Result<()> {
                 mem.trainable_params,
                 data.max_row_len()
             );
-            let mut trainer = Trainer::new(&bundle.weights, &device, cfg.clone())?;
+            let (cfg, mut trainer) = match read_adapter(&model, &bundle)? {
+                // Continue the adapter: its own rank, alpha and targets; the base is the reference.
+                Some((lora, adapters)) => {
+                    if cfg.lora.is_some() {
+                        return Err(Error::Config(
+                            "--adapter continues that adapter with its own settings; leave out --lora-rank".into(),
+                        ));
+                    }
+                    eprintln!(
+                        "continuing the adapter in {} (rank {})",
+                        model.adapter.as_ref().unwrap().display(),
+                        lora.rank
+                    );
+                    let cfg = TrainConfig { lora: Some(lora), ..cfg };
+                    (cfg.clone(), Trainer::resume_lora(&bundle.weights, &adapters, &device, cfg)?)
+                }
+                None => (cfg.clone(), Trainer::new(&bundle.weights, &device, cfg)?),
+            };
             let mut sink = match &metrics_out {
                 Some(p) => Some(
                     std::fs::File::create(p)
@@ -481,13 +519,18 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 let text = read_text(&default_stories())?;
                 let sets = kto_studio::eval::prompt_sets(&text, 60);
-                let llama = Model::from_weights(&bundle.weights, &device);
+                let llama = model_with_adapter(&model, &bundle, &device)?;
                 let report = heldout_eval(&llama, &bundle.tokenizer, &device, &Judge::afinn()?, &sets, &recipe).await?;
                 println!("{}", serde_json::to_string(&report).expect("report serializes"));
             }
             if let Some(path) = data {
-                let base = ModelBundle::load(reference.as_deref(), None)?;
-                let examples = parse_jsonl(&read_text(&path)?)?;
+                // The reference defaults to the model's own base: its weights, without the adapter.
+                let base = match &reference {
+                    Some(r) => ModelBundle::load(Some(r), None)?.weights,
+                    None => bundle.weights.clone(),
+                };
+                let policy = weights_with_adapter(&model, &bundle, &device).await?;
+                let examples = read_rows(&path)?;
                 let cfg = TrainConfig {
                     loss: KtoLossConfig { beta, ..Default::default() },
                     batch_size,
@@ -495,8 +538,8 @@ async fn run(cli: Cli) -> Result<()> {
                     shuffle: false,
                     ..Default::default()
                 };
-                let ds = cfg.dataset(&bundle.tokenizer, &examples)?;
-                let trainer = Trainer::with_reference(&bundle.weights, &base.weights, &device, cfg)?;
+                let ds = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &examples)?;
+                let trainer = Trainer::with_reference(&policy, &base, &device, cfg)?;
                 let m = trainer.evaluate(&ds).await?;
                 let mut v = serde_json::to_value(&m).expect("metrics serialize");
                 v.as_object_mut()
@@ -508,7 +551,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let text = read_text(&path)?;
                 let all = kto_studio::eval::split_stories(&text);
                 let texts: Vec<&str> = all.iter().take(max_stories).map(|s| s.as_str()).collect();
-                let llama = Model::from_weights(&bundle.weights, &device);
+                let llama = model_with_adapter(&model, &bundle, &device)?;
                 let (total, n) = kto_studio::eval::nll(&llama, &bundle.tokenizer, &device, &texts, batch_size).await?;
                 println!("{{\"nll_per_token\": {}, \"tokens\": {n}, \"stories\": {}}}", total / n as f64, texts.len());
             }
@@ -551,7 +594,9 @@ async fn run(cli: Cli) -> Result<()> {
             heldout_prompts,
             save,
         } => {
-            let bundle = load(&model)?;
+            let mut bundle = load(&model)?;
+            // The recipe starts from the model as it behaves: base + adapter, merged.
+            bundle.weights = weights_with_adapter(&model, &bundle, &device).await?;
             let mut recipe = MoodRecipe::new(direction.into());
             if let Some(s) = steps {
                 recipe.train.steps = s;

@@ -83,10 +83,29 @@ impl Reader<'_> {
             9 => {
                 let inner = self.u32()?;
                 let n = self.len()?;
+                // Each element takes at least its own width (a string, its 8-byte length): a count
+                // the rest of the file cannot hold is refused before anything is reserved for it.
+                let width = match inner {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    _ => 8,
+                };
+                if n.saturating_mul(width) > self.remaining() {
+                    return Err(format_err(format!(
+                        "GGUF: an array of {n} elements at offset {} runs past the end of the file",
+                        self.pos()
+                    )));
+                }
                 if inner == 8 {
-                    Meta::Strs((0..n).map(|_| self.string()).collect::<Result<_>>()?)
-                } else {
                     let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(self.string()?);
+                    }
+                    Meta::Strs(v)
+                } else {
+                    // f64 per element: reserve in proportion to what was read, not what is claimed.
+                    let mut v = Vec::with_capacity(n.min(1 << 16));
                     for _ in 0..n {
                         v.push(
                             self.scalar(inner)?
@@ -159,8 +178,59 @@ pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-fn data_size(kind: u32, n: usize) -> usize {
-    block_layout(kind).map_or(0, |(bytes, len)| n / len * bytes)
+/// Values in a tensor of ggml dims `dims`, or `None` when the product overflows.
+fn elements(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// Bytes a tensor of `n` values of type `kind` takes (`None`: unknown type, or not whole blocks).
+fn data_size(kind: u32, n: usize) -> Option<usize> {
+    let (bytes, len) = block_layout(kind)?;
+    (n % len == 0).then(|| n / len * bytes)
+}
+
+/// Every tensor's bytes must lie inside the data section, start aligned, and fill the space up
+/// to the next tensor (llama.cpp packs them): a tensor whose declared type does not match the
+/// bytes it was given (a Q8_0 header over F32 data, say) is refused instead of read as noise.
+fn check_extents(tensors: &HashMap<String, TensorInfo>, data_len: usize, align: usize) -> Result<()> {
+    let mut spans = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let n = elements(&t.dims).ok_or_else(|| format_err(format!("GGUF tensor {name:?}: its shape overflows")))?;
+        // Unknown types (K-quants, ...) are refused when read; only their start can be checked here.
+        let size = data_size(t.kind, n);
+        if block_layout(t.kind).is_some() && size.is_none() {
+            return Err(format_err(format!(
+                "GGUF tensor {name:?}: {n} values are not whole blocks of its type {}",
+                t.kind
+            )));
+        }
+        if t.offset % align != 0 {
+            return Err(format_err(format!(
+                "GGUF tensor {name:?} starts at offset {}, not aligned to {align}",
+                t.offset
+            )));
+        }
+        spans.push((t.offset, size, name));
+    }
+    spans.sort();
+    for (i, (offset, size, name)) in spans.iter().enumerate() {
+        let Some(size) = size else { continue };
+        let end = offset.checked_add(*size).filter(|&e| e <= data_len).ok_or_else(|| {
+            format_err(format!(
+                "GGUF tensor {name:?} ({size} bytes at offset {offset}) lies outside the file's {data_len} bytes of \
+                 tensor data: the file is truncated (re-download it) or its header is corrupt"
+            ))
+        })?;
+        let room = spans.get(i + 1).map_or(data_len, |next| next.0);
+        if room < end || room - end >= align.max(1) && i + 1 < spans.len() {
+            return Err(format_err(format!(
+                "GGUF tensor {name:?}: its type and shape need {size} bytes but the file gives it {}: the declared \
+                 type does not match the data (corrupt header)",
+                room - offset
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Gguf<'a> {
@@ -186,19 +256,25 @@ impl<'a> Gguf<'a> {
             let name = r.string()?;
             let nd = r.u32()? as usize;
             if nd > 4 {
-                return Err(format_err(format!("GGUF tensor {name} has {nd} dimensions")));
+                return Err(format_err(format!("GGUF tensor {name:?} has {nd} dimensions (at most 4)")));
             }
             let dims = (0..nd).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
             let kind = r.u32()?;
             let offset = r.u64()? as usize;
-            tensors.insert(name, TensorInfo { dims, kind, offset });
+            if tensors.insert(name.clone(), TensorInfo { dims, kind, offset }).is_some() {
+                return Err(format_err(format!("GGUF tensor {name:?} is listed twice")));
+            }
         }
         let align = match meta.get("general.alignment") {
-            Some(Meta::Num(a)) if *a >= 1.0 => *a as usize,
-            _ => 32,
+            Some(Meta::Num(a)) if *a >= 1.0 && *a <= 65536.0 && (*a as usize).is_power_of_two() => *a as usize,
+            Some(other) => {
+                return Err(format_err(format!("GGUF general.alignment {other:?} is not a power of two up to 65536")));
+            }
+            None => 32,
         };
         let start = (4 + r.pos()).div_ceil(align) * align;
         let data = bytes.get(start..).ok_or_else(|| format_err("GGUF: the file ends before its tensor data"))?;
+        check_extents(&tensors, data.len(), align)?;
         Ok(Self { meta, tensors, data })
     }
 
@@ -226,11 +302,13 @@ impl<'a> Gguf<'a> {
         if torch_shape != shape {
             return Err(format_err(format!("GGUF tensor {name} has shape {torch_shape:?}, expected {shape:?}")));
         }
-        let n: usize = shape.iter().product();
-        let size = data_size(info.kind, n);
-        let bytes = self
-            .data
-            .get(info.offset..info.offset + size)
+        let n = elements(shape).ok_or_else(|| format_err(format!("GGUF tensor {name}: its shape overflows")))?;
+        // Unknown types fall through to dequantize, which names the type and what to do.
+        let size = data_size(info.kind, n).unwrap_or(0);
+        let bytes = info
+            .offset
+            .checked_add(size)
+            .and_then(|end| self.data.get(info.offset..end))
             .ok_or_else(|| format_err(format!("GGUF tensor {name} lies outside the file (truncated download?)")))?;
         dequantize(info.kind, bytes, n)
     }
@@ -250,6 +328,7 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
+    // `as usize` saturates (negative and NaN become 0), and ModelConfig::validate bounds the rest.
     let need = |k: &str| {
         g.num(&key(k)).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {}", key(k))))
     };
@@ -275,19 +354,22 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         rope_layout: if qwen { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
         tied_embeddings: !g.has_tensor("output.weight"),
         qkv_bias: qwen,
+        o_bias: false,
+        head_dim: g.num(&key("attention.key_length")).map(|v| v as usize).filter(|&hd| hd * n_heads != dim),
     };
-    let (d, h, kv) = (c.dim, c.hidden_dim, c.kv_dim());
+    c.validate()?;
+    let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let t = |n: &str, s: &[usize]| g.tensor(&format!("blk.{i}.{n}"), s);
         let b = |n: &str, s: usize| if qwen { t(n, &[s]).map(Some) } else { Ok(None) };
         layers.push(LayerWeights {
             attn_norm: t("attn_norm.weight", &[d])?,
-            wq: t("attn_q.weight", &[d, d])?,
+            wq: t("attn_q.weight", &[q, d])?,
             wk: t("attn_k.weight", &[kv, d])?,
             wv: t("attn_v.weight", &[kv, d])?,
-            wo: t("attn_output.weight", &[d, d])?,
-            bq: b("attn_q.bias", d)?,
+            wo: t("attn_output.weight", &[d, q])?,
+            bq: b("attn_q.bias", q)?,
             bk: b("attn_k.bias", kv)?,
             bv: b("attn_v.bias", kv)?,
             ffn_norm: t("ffn_norm.weight", &[d])?,
@@ -324,8 +406,27 @@ fn token_list(g: &Gguf, key: &str) -> Result<Vec<String>> {
 /// crate (so it can also be exported with a merged model); SentencePiece uses run.c's algorithm.
 fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
     let tokens = token_list(g, "tokenizer.ggml.tokens")?;
-    let id = |k: &str| g.num(k).map(|v| v as u32);
-    let eos = id("tokenizer.ggml.eos_token_id");
+    // Every id the metadata names must be a token: they index the vocabulary below.
+    let id = |k: &str| -> Result<Option<u32>> {
+        match g.num(k) {
+            None => Ok(None),
+            Some(v) if v >= 0.0 && (v as usize) < tokens.len() => Ok(Some(v as u32)),
+            Some(v) => {
+                Err(format_err(format!("GGUF {k} = {v} is not a token id (the vocabulary has {})", tokens.len())))
+            }
+        }
+    };
+    let eos = id("tokenizer.ggml.eos_token_id")?;
+    let arr_len = |k: &str| match g.meta.get(k) {
+        Some(Meta::Nums(v)) => Some(v.len()),
+        Some(Meta::Strs(v)) => Some(v.len()),
+        _ => None,
+    };
+    for k in ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
+        if let Some(n) = arr_len(k).filter(|&n| n != tokens.len()) {
+            return Err(format_err(format!("GGUF {k} has {n} entries but the vocabulary has {} tokens", tokens.len())));
+        }
+    }
     match g.str("tokenizer.ggml.model").unwrap_or("") {
         "gpt2" => {
             let merges: Vec<Value> = token_list(g, "tokenizer.ggml.merges")?
@@ -357,7 +458,7 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
                 }
                 _ => byte_level.clone(),
             };
-            let bos = id("tokenizer.ggml.bos_token_id");
+            let bos = id("tokenizer.ggml.bos_token_id")?;
             let add_bos = matches!(g.meta.get("tokenizer.ggml.add_bos_token"), Some(Meta::Bool(true)));
             let post = match (add_bos, bos) {
                 (true, Some(b)) => json!({"type": "TemplateProcessing",
@@ -375,7 +476,8 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
                           "vocab": vocab, "merges": merges}
             });
             let name = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned());
-            let mut config = json!({"eos_token": name(eos), "bos_token": name(bos), "pad_token": name(id("tokenizer.ggml.padding_token_id"))});
+            let pad = id("tokenizer.ggml.padding_token_id")?;
+            let mut config = json!({"eos_token": name(eos), "bos_token": name(bos), "pad_token": name(pad)});
             if let Some(t) = g.str("tokenizer.chat_template") {
                 config["chat_template"] = json!(t);
             }
@@ -388,7 +490,13 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
                 _ => return Err(format_err("the GGUF SentencePiece tokenizer has no scores")),
             };
             let pieces = tokens.iter().map(|t| t.replace('\u{2581}', " ").into_bytes()).collect();
-            Ok(Tokenizer::Llama2c(Llama2cTokenizer::from_pieces(pieces, scores, eos.unwrap_or(2))))
+            // SentencePiece's default </s> is id 2.
+            let eos = eos.or((tokens.len() > 2).then_some(2)).ok_or_else(|| {
+                format_err(
+                    "the GGUF SentencePiece tokenizer has no tokenizer.ggml.eos_token_id and fewer than 3 tokens",
+                )
+            })?;
+            Ok(Tokenizer::Llama2c(Llama2cTokenizer::from_pieces(pieces, scores, eos)?))
         }
         other => Err(format_err(format!(
             "GGUF tokenizer model {other:?} is not supported (gpt2 byte-level BPE and llama SentencePiece are)"

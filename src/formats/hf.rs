@@ -20,6 +20,11 @@ pub struct TensorMap(HashMap<String, (Vec<usize>, Vec<f32>)>);
 
 fn to_f32(view: &TensorView<'_>, name: &str) -> Result<Vec<f32>> {
     let d = view.data();
+    let n: usize = view.shape().iter().product();
+    let width = if view.dtype() == Dtype::F32 { 4 } else { 2 };
+    if matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) && Some(d.len()) != n.checked_mul(width) {
+        return Err(format_err(format!("tensor {name:?} has {} bytes of data for {n} values", d.len())));
+    }
     Ok(match view.dtype() {
         Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
         Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
@@ -31,13 +36,20 @@ fn to_f32(view: &TensorView<'_>, name: &str) -> Result<Vec<f32>> {
 }
 
 impl TensorMap {
-    /// Read every tensor of one or more safetensors files (shards).
+    /// Read every tensor of one or more safetensors files (shards). A tensor name found in two
+    /// files is refused: reading both would let the later file silently replace weights.
     pub fn from_safetensors(files: &[(&str, &[u8])]) -> Result<Self> {
         let mut map = HashMap::new();
+        let mut origin: HashMap<String, &str> = HashMap::new();
         for (file, bytes) in files {
-            let st = SafeTensors::deserialize(bytes)
-                .map_err(|e| format_err(format!("{file} is not a safetensors file: {e}")))?;
+            let st = SafeTensors::deserialize(bytes).map_err(|e| format_err(diagnose(file, bytes, &e)))?;
             for (name, view) in st.tensors() {
+                if let Some(first) = origin.insert(name.clone(), file) {
+                    return Err(format_err(format!(
+                        "tensor {name:?} is in both {first} and {file}: these files are not shards of one model. \
+                         Keep only the model's own weights (model.safetensors, or the shards its index lists) in the folder"
+                    )));
+                }
                 let data = to_f32(&view, &name)?;
                 map.insert(name, (view.shape().to_vec(), data));
             }
@@ -71,6 +83,51 @@ impl TensorMap {
     fn has(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }
+}
+
+/// Why a safetensors file did not parse, naming the tensor at fault when the header reads as
+/// JSON (the crate's own errors often do not name it).
+fn diagnose(file: &str, bytes: &[u8], err: &safetensors::SafeTensorError) -> String {
+    let generic = format!("{file} is not a valid safetensors file: {err}");
+    let Some(n) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap())) else { return generic };
+    let Some(header) = usize::try_from(n).ok().and_then(|n| bytes.get(8..8usize.checked_add(n)?)) else {
+        return format!(
+            "{file} is truncated or not a safetensors file: its header claims {n} bytes, the file has {}",
+            bytes.len()
+        );
+    };
+    let Ok(Value::Object(entries)) = serde_json::from_slice::<Value>(header) else { return generic };
+    let data_len = bytes.len() - 8 - header.len();
+    for (name, e) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
+        let dtype_size = match e.get("dtype").and_then(Value::as_str) {
+            Some("F64" | "I64" | "U64") => 8,
+            Some("F32" | "I32" | "U32") => 4,
+            Some("F16" | "BF16" | "I16" | "U16") => 2,
+            Some("I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2") => 1,
+            other => return format!("{file}: tensor {name:?} has an unknown dtype {other:?}"),
+        };
+        let shape: Option<Vec<u64>> =
+            e.get("shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect());
+        let offsets: Option<Vec<u64>> =
+            e.get("data_offsets").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect());
+        let (Some(shape), Some([start, end])) = (shape, offsets.as_deref()) else {
+            return format!("{file}: tensor {name:?} has no valid shape or data_offsets");
+        };
+        let want = shape.iter().try_fold(dtype_size as u64, |a, &d| a.checked_mul(d));
+        if want != end.checked_sub(*start) {
+            return format!(
+                "{file}: tensor {name:?} with shape {shape:?} needs {} bytes but its offsets {start}..{end} give {}: the file is corrupt",
+                want.map_or("too many".into(), |w| w.to_string()),
+                end.saturating_sub(*start)
+            );
+        }
+        if *end > data_len as u64 {
+            return format!(
+                "{file}: tensor {name:?} ends at byte {end} of the data, which has only {data_len}: the file is truncated (re-download it)"
+            );
+        }
+    }
+    generic
 }
 
 /// The shard files a `model.safetensors.index.json` lists.
@@ -117,21 +174,28 @@ pub fn architecture(cfg: &Value) -> Result<Arch> {
 }
 
 pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
+    let c = config_fields(cfg)?;
+    c.validate()?;
+    Ok(c)
+}
+
+fn config_fields(cfg: &Value) -> Result<ModelConfig> {
     let arch = architecture(cfg)?;
     let f = |k: &str| cfg.get(k).and_then(Value::as_f64);
     Ok(match arch {
         Arch::Llama => {
             let dim = need(cfg, &["hidden_size"])?;
             let n_heads = need(cfg, &["num_attention_heads"])?;
-            if let Some(hd) = get_usize(cfg, &["head_dim"]) {
-                if hd * n_heads != dim {
-                    return Err(format_err(format!(
-                        "head_dim {hd} x {n_heads} heads != hidden_size {dim}: not supported"
-                    )));
-                }
-            }
             if cfg.get("hidden_act").and_then(Value::as_str).is_some_and(|a| a != "silu") {
                 return Err(format_err("only hidden_act = silu is supported for Llama-family models"));
+            }
+            // Qwen2's sliding window changes attention past the window; refuse rather than compute it wrong.
+            let window = cfg.get("sliding_window").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            let context = cfg.get("max_position_embeddings").and_then(Value::as_u64).unwrap_or(0);
+            if cfg.get("use_sliding_window").and_then(Value::as_bool) == Some(true) && window < context {
+                return Err(format_err(format!(
+                    "sliding-window attention (use_sliding_window, window {window} < context {context}) is not supported"
+                )));
             }
             if cfg.get("mlp_bias").and_then(Value::as_bool) == Some(true) {
                 return Err(format_err("mlp_bias = true is not supported"));
@@ -160,6 +224,10 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
                 rope_layout: RopeLayout::RotateHalf,
                 tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
                 qkv_bias: qwen || cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
+                // Llama's attention_bias covers o_proj as well; Qwen2's biases stop at q/k/v.
+                o_bias: !qwen && cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
+                // transformers' default is hidden_size / heads; keep it implicit when it agrees.
+                head_dim: get_usize(cfg, &["head_dim"]).filter(|&hd| n_heads == 0 || hd * n_heads != dim),
             }
         }
         Arch::Gpt2 => {
@@ -173,7 +241,7 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
             ModelConfig {
                 arch,
                 dim,
-                hidden_dim: get_usize(cfg, &["n_inner"]).unwrap_or(4 * dim),
+                hidden_dim: get_usize(cfg, &["n_inner"]).unwrap_or(dim.saturating_mul(4)),
                 n_layers: need(cfg, &["n_layer", "num_hidden_layers"])?,
                 n_heads,
                 n_kv_heads: n_heads,
@@ -184,6 +252,8 @@ pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
                 rope_layout: RopeLayout::RotateHalf,
                 tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true),
                 qkv_bias: true,
+                o_bias: true,
+                head_dim: None,
             }
         }
     })
@@ -217,12 +287,30 @@ pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights>
         Arch::Llama => load_llama(config, &mut t)?,
         Arch::Gpt2 => load_gpt2(config, &mut t)?,
     };
+    // A tensor nobody read is a weight the forward pass would silently leave out (a bias the
+    // config does not announce, say): refuse it. Buffers some exporters store are not weights.
+    let unused: Vec<String> = t
+        .names()
+        .into_iter()
+        .filter(|n| {
+            !n.ends_with("rotary_emb.inv_freq") && !n.ends_with(".attn.bias") && !n.ends_with(".attn.masked_bias")
+        })
+        .collect();
+    if !unused.is_empty() {
+        return Err(format_err(format!(
+            "the checkpoint has {} tensor(s) that config.json's architecture does not use ({}{}): the config does not \
+             describe these weights, so they would be left out of the computation",
+            unused.len(),
+            unused.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+            if unused.len() > 4 { ", ..." } else { "" }
+        )));
+    }
     weights.validate()?;
     Ok(weights)
 }
 
 fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
-    let (d, h, kv, v) = (c.dim, c.hidden_dim, c.kv_dim(), c.vocab_size);
+    let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
     let p = if t.has("model.embed_tokens.weight") { "model." } else { "" };
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
@@ -232,11 +320,12 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
         };
         layers.push(LayerWeights {
             attn_norm: t.take(&format!("{l}input_layernorm.weight"), &[d])?,
-            wq: t.take(&format!("{l}self_attn.q_proj.weight"), &[d, d])?,
+            wq: t.take(&format!("{l}self_attn.q_proj.weight"), &[q, d])?,
             wk: t.take(&format!("{l}self_attn.k_proj.weight"), &[kv, d])?,
             wv: t.take(&format!("{l}self_attn.v_proj.weight"), &[kv, d])?,
-            wo: t.take(&format!("{l}self_attn.o_proj.weight"), &[d, d])?,
-            bq: bias(t, "q_proj", d)?,
+            wo: t.take(&format!("{l}self_attn.o_proj.weight"), &[d, q])?,
+            bo: if c.o_bias { Some(t.take(&format!("{l}self_attn.o_proj.bias"), &[d])?) } else { None },
+            bq: bias(t, "q_proj", q)?,
             bk: bias(t, "k_proj", kv)?,
             bv: bias(t, "v_proj", kv)?,
             ffn_norm: t.take(&format!("{l}post_attention_layernorm.weight"), &[d])?,
@@ -322,7 +411,7 @@ pub fn write_safetensors(
 /// came in llama.cpp's adjacent layout are permuted back to Hugging Face's.
 pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
     let c = &w.config;
-    let (d, h, kv, v) = (c.dim, c.hidden_dim, c.kv_dim(), c.vocab_size);
+    let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
     let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut put = |n: String, s: Vec<usize>, x: Vec<f32>| out.push((n, s, x));
     let config = match c.arch {
@@ -335,11 +424,14 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             for (i, l) in w.layers.iter().enumerate() {
                 let p = format!("model.layers.{i}.");
                 put(format!("{p}input_layernorm.weight"), vec![d], l.attn_norm.clone());
-                put(format!("{p}self_attn.q_proj.weight"), vec![d, d], fix(&l.wq, c.n_heads));
+                put(format!("{p}self_attn.q_proj.weight"), vec![q, d], fix(&l.wq, c.n_heads));
                 put(format!("{p}self_attn.k_proj.weight"), vec![kv, d], fix(&l.wk, c.n_kv_heads));
                 put(format!("{p}self_attn.v_proj.weight"), vec![kv, d], l.wv.clone());
-                put(format!("{p}self_attn.o_proj.weight"), vec![d, d], l.wo.clone());
-                for (name, b, n) in [("q_proj", &l.bq, d), ("k_proj", &l.bk, kv), ("v_proj", &l.bv, kv)] {
+                put(format!("{p}self_attn.o_proj.weight"), vec![d, q], l.wo.clone());
+                if let Some(b) = &l.bo {
+                    put(format!("{p}self_attn.o_proj.bias"), vec![d], b.clone());
+                }
+                for (name, b, n) in [("q_proj", &l.bq, q), ("k_proj", &l.bk, kv), ("v_proj", &l.bv, kv)] {
                     if let Some(b) = b {
                         let heads = n / hd;
                         let b = if c.rope_layout == RopeLayout::Adjacent && name != "v_proj" {
@@ -359,7 +451,7 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             if let Some(head) = &w.lm_head {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
-            let qwen = c.qkv_bias;
+            let qwen = c.qkv_bias && !c.o_bias;
             json!({
                 "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
                 "model_type": if qwen { "qwen2" } else { "llama" },

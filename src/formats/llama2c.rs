@@ -105,6 +105,8 @@ pub fn load(bytes: &[u8]) -> Result<ModelWeights> {
         tied_embeddings: tied,
         arch: Arch::Llama,
         qkv_bias: false,
+        o_bias: false,
+        head_dim: None,
     };
     let weights =
         ModelWeights { config, tok_emb, pos_emb: None, layers: layer_weights, norm, norm_bias: None, lm_head };
@@ -115,8 +117,11 @@ pub fn load(bytes: &[u8]) -> Result<ModelWeights> {
 /// Write weights back as a llama2.c legacy checkpoint (what `--save` and the page's download produce).
 pub fn save(w: &ModelWeights) -> Result<Vec<u8>> {
     let c = &w.config;
-    if c.arch != Arch::Llama || c.qkv_bias {
+    if c.arch != Arch::Llama || c.qkv_bias || c.o_bias {
         return Err(format_err("only plain Model models (no biases) can be written as llama2.c checkpoints"));
+    }
+    if c.head_dim.is_some() {
+        return Err(format_err("llama2.c checkpoints cannot store a head size other than dim / n_heads"));
     }
     if c.rope_layout != RopeLayout::Adjacent {
         return Err(format_err(

@@ -100,7 +100,11 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
         dropout: cfg.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
         targets,
     };
-    lora.peft_targets()?;
+    let allowed = lora.peft_targets()?;
+    // Huge ranks would make every factor a huge allocation; nothing trained on a device has one.
+    if rank > 4096 {
+        return Err(format_err(format!("adapter rank r = {rank} is implausible (at most 4096)")));
+    }
     let mut t = TensorMap::from_safetensors(&[("adapter_model.safetensors", safetensors)])?;
     let mut out = Vec::new();
     for name in t.names() {
@@ -113,6 +117,13 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
         let target = parts.last().unwrap_or_default().to_string();
+        if !allowed.contains(&target.as_str()) {
+            return Err(format_err(format!(
+                "adapter tensor {name} adapts {target}, which adapter_config.json's target_modules ({}) does not list: \
+                 the config and the weights do not belong together",
+                allowed.join(", ")
+            )));
+        }
         let (a_shape, a) = t.remove(&name)?;
         let (b_shape, b) = t.remove(&format!("{prefix}.lora_B.weight"))?;
         if a_shape.len() != 2 || b_shape.len() != 2 || a_shape[0] != rank || b_shape[1] != rank {
@@ -120,9 +131,10 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
                 "adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}"
             )));
         }
-        let (d, h, kv) = (model.dim, model.hidden_dim, model.kv_dim());
+        let (d, h, q, kv) = (model.dim, model.hidden_dim, model.q_dim(), model.kv_dim());
         let want = match target.as_str() {
-            "q_proj" | "o_proj" => (d, d),
+            "q_proj" => (d, q),
+            "o_proj" => (q, d),
             "k_proj" | "v_proj" => (d, kv),
             "gate_proj" | "up_proj" => (d, h),
             "down_proj" => (h, d),

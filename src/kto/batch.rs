@@ -17,14 +17,14 @@ pub struct TokenizedRow {
 }
 
 /// Tokenize one row like TRL `_prepare_dataset`.
-pub fn tokenize_row(tok: &Tokenizer, ex: &KtoExample) -> TokenizedRow {
+pub fn tokenize_row(tok: &Tokenizer, ex: &KtoExample) -> Result<TokenizedRow> {
     let eos = tok.eos_text();
     let completion =
         if ex.completion.ends_with(&eos) { ex.completion.clone() } else { format!("{}{eos}", ex.completion) };
-    let prompt_tok = tok.encode(&ex.prompt, true);
-    let full = tok.encode(&format!("{}{completion}", ex.prompt), true);
+    let prompt_tok = tok.encode(&ex.prompt, true)?;
+    let full = tok.encode(&format!("{}{completion}", ex.prompt), true)?;
     let k = prompt_tok.iter().zip(&full).take_while(|(a, b)| a == b).count();
-    TokenizedRow { prompt_ids: full[..k].to_vec(), completion_ids: full[k..].to_vec(), label: ex.label }
+    Ok(TokenizedRow { prompt_ids: full[..k].to_vec(), completion_ids: full[k..].to_vec(), label: ex.label })
 }
 
 /// `KL_completion_ids[i] = completion_ids[i-1]` inside consecutive chunks of `batch_size` rows;
@@ -126,7 +126,7 @@ impl KtoDataset {
         if max_length < 2 {
             return Err(config_err("max length must be at least 2 tokens"));
         }
-        let all: Vec<TokenizedRow> = examples.iter().map(|e| tokenize_row(tok, e)).collect();
+        let all: Vec<TokenizedRow> = examples.iter().map(|e| tokenize_row(tok, e)).collect::<Result<_>>()?;
         let total = all.len();
         let rows: Vec<TokenizedRow> = all.into_iter().filter(|r| r.prompt_ids.len() < max_length).collect();
         let dropped = total - rows.len();

@@ -28,8 +28,21 @@ fn string_field(obj: &serde_json::Map<String, Value>, key: &str, line: usize) ->
     }
 }
 
+/// Parse JSONL bytes as a file holds them: a UTF-8 byte-order mark is skipped, and bytes that
+/// are not UTF-8 are reported with their line number.
+pub fn parse_jsonl_bytes(bytes: &[u8]) -> Result<Vec<KtoExample>> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_jsonl(text),
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(row_err(line, "is not UTF-8 text (save the file as UTF-8)"))
+        }
+    }
+}
+
 /// Parse JSONL text; blank lines are skipped, any bad row is an error naming its line number.
 pub fn parse_jsonl(text: &str) -> Result<Vec<KtoExample>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;

@@ -36,6 +36,10 @@ impl Default for KtoLossConfig {
 /// token t+1, and `completion_mask` (shifted the same way) selects which predictions count.
 pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: Tensor<2>) -> Tensor<1> {
     let [b, t, _] = logits.dims();
+    if t < 2 {
+        // Rows of one token predict nothing: their completion log-prob is an empty sum.
+        return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
+    }
     let logp = log_softmax(logits.narrow(1, 0, t - 1), 2);
     let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
     let token_logp = logp.gather(2, targets).reshape([b, t - 1]);

@@ -7,6 +7,6 @@ pub mod loss;
 pub mod trainer;
 
 pub use batch::{Collated, KtoBatch, KtoDataset, TokenizedRow};
-pub use data::{KtoExample, parse_jsonl, to_jsonl};
+pub use data::{KtoExample, parse_jsonl, parse_jsonl_bytes, to_jsonl};
 pub use loss::{KtoLossConfig, LossType, Metrics, imbalance_advice, reference_point};
 pub use trainer::{OptimizerKind, TrainConfig, Trainer};

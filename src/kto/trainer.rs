@@ -20,7 +20,7 @@ use super::loss::{
 };
 use crate::device::read_all;
 use crate::error::config_err;
-use crate::model::{LoraConfig, Model, ModelWeights};
+use crate::model::{HostAdapter, LoraConfig, Model, ModelWeights};
 use crate::tokenizer::{Message, Tokenizer};
 use crate::{Error, Result};
 
@@ -96,6 +96,18 @@ impl TrainConfig {
             return Err(config_err("max grad norm must be > 0 (or off)"));
         }
         Ok(())
+    }
+
+    /// [`Self::dataset`] for a model: `max_length` is capped at the model's context, so that the
+    /// default (1024) works for a GPT-2 with 128 positions instead of failing mid-run.
+    pub fn dataset_for(
+        &self,
+        tok: &Tokenizer,
+        model: &crate::model::ModelConfig,
+        examples: &[KtoExample],
+    ) -> Result<KtoDataset> {
+        let capped = Self { max_length: self.max_length.min(model.max_seq_len), ..self.clone() };
+        capped.dataset(tok, examples)
     }
 
     /// Tokenize and batch `examples` per TRL, after the optional seeded shuffle.
@@ -204,6 +216,30 @@ impl Trainer {
         device: &Device,
         cfg: TrainConfig,
     ) -> Result<Self> {
+        Self::build(policy, reference, None, device, cfg)
+    }
+
+    /// Continue training a LoRA adapter (a PEFT adapter loaded from disk) on `base`; `cfg.lora`
+    /// must describe that adapter. The reference is the base, adapters off, as in a fresh run.
+    pub fn resume_lora(
+        base: &ModelWeights,
+        adapters: &[HostAdapter],
+        device: &Device,
+        cfg: TrainConfig,
+    ) -> Result<Self> {
+        if cfg.lora.is_none() {
+            return Err(config_err("continuing an adapter needs its LoRA settings"));
+        }
+        Self::build(base, base, Some(adapters), device, cfg)
+    }
+
+    fn build(
+        policy: &ModelWeights,
+        reference: &ModelWeights,
+        adapters: Option<&[HostAdapter]>,
+        device: &Device,
+        cfg: TrainConfig,
+    ) -> Result<Self> {
         cfg.validate()?;
         if policy.config != reference.config {
             return Err(config_err("the policy and reference models have different architectures"));
@@ -214,7 +250,11 @@ impl Trainer {
                 if !std::ptr::eq(policy, reference) && policy != reference {
                     return Err(config_err("with LoRA the reference is the base model itself; pass the same weights"));
                 }
-                let policy = Model::from_weights(policy, &ad_device).with_lora(lora, cfg.seed, &ad_device)?;
+                let base = Model::from_weights(policy, &ad_device);
+                let policy = match adapters {
+                    Some(a) => base.with_adapters(lora, a, &ad_device)?,
+                    None => base.with_lora(lora, cfg.seed, &ad_device)?,
+                };
                 // The same tensors, adapters off: no second copy of the model.
                 let reference = policy.valid().without_adapters();
                 (policy, reference)
@@ -285,6 +325,15 @@ impl Trainer {
     ) -> Result<(Metrics, Option<GradientsParams>)> {
         let cfg = &self.cfg.loss;
         let n = batch.labels.len();
+        // Learned positions (GPT-2) end at the context; refuse rather than index past them.
+        let ctx = self.reference.config().max_seq_len;
+        if let Some(len) =
+            [Some(&batch.main), batch.kl.as_ref()].into_iter().flatten().map(|c| c.len).max().filter(|&l| l > ctx)
+        {
+            return Err(config_err(format!(
+                "a batch has rows of {len} tokens but the model's context is {ctx}: lower the max length to {ctx} or less"
+            )));
+        }
         let with_kl = cfg.loss_type == LossType::Kto && batch.kl.is_some();
         let reference = self.reference_logps(batch, with_kl).await?;
         let frozen = self.policy.valid();

@@ -40,6 +40,7 @@ pub struct Attention {
     pub(crate) wo: Proj,
     n_heads: usize,
     n_kv_heads: usize,
+    head_dim: usize,
 }
 
 #[derive(Module, Debug)]
@@ -141,8 +142,8 @@ impl Attention {
         mask: Tensor<4, Bool>,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
-        let [b, t, dim] = x.dims();
-        let hd = dim / self.n_heads;
+        let [b, t, _] = x.dims();
+        let hd = self.head_dim;
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let rotate = |y: Tensor<4>| match rope {
             Some(r) => r.apply(y),
@@ -168,7 +169,7 @@ impl Attention {
         let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
         let scores = scores.mask_fill(mask.expand([b, self.n_heads, t, tk]), MASKED);
         let out = softmax(scores, 3).matmul(v);
-        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, dim]))
+        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, self.n_heads * hd]))
     }
 }
 
@@ -257,19 +258,20 @@ async fn read_linear(l: &Linear) -> crate::Result<(Vec<f32>, Option<Vec<f32>>)> 
 impl Model {
     pub fn from_weights(w: &ModelWeights, device: &Device) -> Self {
         let c = &w.config;
-        let (d, h, kv) = (c.dim, c.hidden_dim, c.kv_dim());
+        let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
         let blocks = w
             .layers
             .iter()
             .map(|l| Block {
                 attn_norm: norm(c, &l.attn_norm, l.attn_norm_bias.as_ref(), device),
                 attn: Attention {
-                    wq: proj(&l.wq, l.bq.as_ref(), d, d, device),
+                    wq: proj(&l.wq, l.bq.as_ref(), q, d, device),
                     wk: proj(&l.wk, l.bk.as_ref(), kv, d, device),
                     wv: proj(&l.wv, l.bv.as_ref(), kv, d, device),
-                    wo: proj(&l.wo, l.bo.as_ref(), d, d, device),
+                    wo: proj(&l.wo, l.bo.as_ref(), d, q, device),
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
+                    head_dim: c.head_dim(),
                 },
                 ffn_norm: norm(c, &l.ffn_norm, l.ffn_norm_bias.as_ref(), device),
                 ffn: FeedForward {

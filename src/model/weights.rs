@@ -41,24 +41,103 @@ pub struct ModelConfig {
     /// Biases on the q/k/v projections (Qwen2).
     #[serde(default)]
     pub qkv_bias: bool,
+    /// A bias on the attention output projection too (Llama's `attention_bias`; Qwen2 has
+    /// q/k/v biases only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub o_bias: bool,
+    /// Per-head size when it is not `dim / n_heads` (Hugging Face `head_dim`); `None` = derived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
 }
+
+/// Bounds no real small-to-mid model comes near; they turn a garbage header into an error before
+/// anything is allocated (a layer count of 2^31 must not reach `Vec::with_capacity`).
+const MAX_DIM: usize = 1 << 16;
+const MAX_LAYERS: usize = 1024;
+const MAX_VOCAB: usize = 1 << 22;
+const MAX_SEQ: usize = 1 << 24;
+const MAX_HEADS: usize = 1024;
 
 impl ModelConfig {
     pub fn head_dim(&self) -> usize {
-        self.dim / self.n_heads
+        self.head_dim.unwrap_or(self.dim / self.n_heads.max(1))
+    }
+    /// Width of the attention's query side (`n_heads * head_dim`; equals `dim` unless `head_dim` is set).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
     }
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim()
     }
     /// Number of parameters (a tied embedding counted once).
     pub fn num_params(&self) -> usize {
-        let (d, h, kv, v) = (self.dim, self.hidden_dim, self.kv_dim(), self.vocab_size);
+        self.num_params_u128() as usize
+    }
+
+    /// [`Self::num_params`] in u128, so that no header, however wrong, can overflow it.
+    pub fn num_params_u128(&self) -> u128 {
+        let n = |x: usize| x as u128;
+        let (d, h, q, kv, v) = (n(self.dim), n(self.hidden_dim), n(self.q_dim()), n(self.kv_dim()), n(self.vocab_size));
         let (per_layer, extra) = match self.arch {
-            Arch::Llama => (2 * d + 2 * d * d + 2 * kv * d + 3 * h * d + if self.qkv_bias { d + 2 * kv } else { 0 }, d),
+            Arch::Llama => (
+                2 * d
+                    + 2 * q * d
+                    + 2 * kv * d
+                    + 3 * h * d
+                    + if self.qkv_bias { q + 2 * kv } else { 0 }
+                    + if self.o_bias { d } else { 0 },
+                d,
+            ),
             // LayerNorm weight+bias twice, biases on q,k,v,o and both MLP layers; positions; ln_f.
-            Arch::Gpt2 => (4 * d + 4 * d * d + 4 * d + 2 * h * d + h + d, self.max_seq_len * d + 2 * d),
+            Arch::Gpt2 => (4 * d + 4 * d * d + 4 * d + 2 * h * d + h + d, n(self.max_seq_len) * d + 2 * d),
         };
-        v * d + self.n_layers * per_layer + extra + if self.tied_embeddings { 0 } else { v * d }
+        v * d + n(self.n_layers) * per_layer + extra + if self.tied_embeddings { 0 } else { v * d }
+    }
+
+    /// Check the shapes against each other before any loader allocates or computes: zero or
+    /// huge sizes, heads that do not divide, odd head sizes (RoPE rotates pairs), KV heads that
+    /// do not group the query heads. Every loader calls this right after reading its header.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(format_err(format!("invalid model configuration: {msg}")));
+        for (name, v, max) in [
+            ("hidden size", self.dim, MAX_DIM),
+            ("intermediate size", self.hidden_dim, MAX_DIM * 16),
+            ("layer count", self.n_layers, MAX_LAYERS),
+            ("attention heads", self.n_heads, MAX_HEADS),
+            ("key/value heads", self.n_kv_heads, MAX_HEADS),
+            ("vocabulary size", self.vocab_size, MAX_VOCAB),
+            ("context length", self.max_seq_len, MAX_SEQ),
+        ] {
+            if v == 0 || v > max {
+                return bad(format!("{name} = {v} is outside 1..={max}"));
+            }
+        }
+        if let Some(hd) = self.head_dim {
+            if hd == 0 || hd > MAX_DIM {
+                return bad(format!("head_dim = {hd} is outside 1..={MAX_DIM}"));
+            }
+            if self.arch == Arch::Gpt2 && hd * self.n_heads != self.dim {
+                return bad(format!("GPT-2 needs head_dim x heads = hidden size, got {hd} x {}", self.n_heads));
+            }
+        } else if self.dim % self.n_heads != 0 {
+            return bad(format!("hidden size {} is not divisible by {} attention heads", self.dim, self.n_heads));
+        }
+        if self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!(
+                "{} attention heads cannot be shared by {} key/value heads (it must divide them)",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        if self.arch == Arch::Llama && self.head_dim() % 2 != 0 {
+            return bad(format!("head size {} is odd; RoPE rotates pairs of dimensions", self.head_dim()));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
+            return bad(format!("norm epsilon {} is not a finite number >= 0", self.norm_eps));
+        }
+        if self.arch == Arch::Llama && !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!("rope_theta {} is not a finite number > 0", self.rope_theta));
+        }
+        Ok(())
     }
 }
 
@@ -114,7 +193,8 @@ impl ModelWeights {
     /// otherwise surface as a shape panic deep inside a forward pass).
     pub fn validate(&self) -> Result<()> {
         let c = &self.config;
-        let (d, h, kv, v) = (c.dim, c.hidden_dim, c.kv_dim(), c.vocab_size);
+        c.validate()?;
+        let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
         let check = |name: String, got: usize, want: usize| -> Result<()> {
             if got == want {
                 Ok(())
@@ -142,10 +222,10 @@ impl ModelWeights {
         for (i, l) in self.layers.iter().enumerate() {
             for (name, got, want) in [
                 ("attn_norm", l.attn_norm.len(), d),
-                ("wq", l.wq.len(), d * d),
+                ("wq", l.wq.len(), q * d),
                 ("wk", l.wk.len(), kv * d),
                 ("wv", l.wv.len(), kv * d),
-                ("wo", l.wo.len(), d * d),
+                ("wo", l.wo.len(), d * q),
                 ("ffn_norm", l.ffn_norm.len(), d),
                 ("w1", l.w1.len(), if gpt2 { 0 } else { h * d }),
                 ("w2", l.w2.len(), d * h),
@@ -156,10 +236,10 @@ impl ModelWeights {
             for (name, got, want, required) in [
                 ("attn_norm_bias", &l.attn_norm_bias, d, gpt2),
                 ("ffn_norm_bias", &l.ffn_norm_bias, d, gpt2),
-                ("bq", &l.bq, d, gpt2 || c.qkv_bias),
+                ("bq", &l.bq, q, gpt2 || c.qkv_bias),
                 ("bk", &l.bk, kv, gpt2 || c.qkv_bias),
                 ("bv", &l.bv, kv, gpt2 || c.qkv_bias),
-                ("bo", &l.bo, d, gpt2),
+                ("bo", &l.bo, d, gpt2 || c.o_bias),
                 ("b2", &l.b2, d, gpt2),
                 ("b3", &l.b3, h, gpt2),
             ] {

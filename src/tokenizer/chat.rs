@@ -30,6 +30,9 @@ pub fn render(
     eos: &str,
 ) -> Result<String> {
     let mut env = minijinja::Environment::new();
+    // A chat template is code from the model file: bound its work (nested range() loops ran
+    // forever) and its output. Real templates use a few thousand instructions.
+    env.set_fuel(Some(TEMPLATE_FUEL));
     // transformers' template helpers.
     env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
@@ -42,9 +45,31 @@ pub fn render(
         bos_token => bos.unwrap_or(""),
         eos_token => eos,
     };
+    let mut out = Capped(Vec::new());
     env.get_template("chat")
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| config_err(format!("the chat template failed to render: {e}")))
+        .and_then(|t| t.render_captured_to(ctx, &mut out).map(|_| ()))
+        .map_err(|e| config_err(format!("the chat template failed to render: {e}")))?;
+    String::from_utf8(out.0).map_err(|_| config_err("the chat template rendered invalid UTF-8"))
+}
+
+const TEMPLATE_FUEL: u64 = 1_000_000;
+/// Larger than any prompt a model here can take (contexts are at most a few MB of text).
+const MAX_RENDERED: usize = 16 << 20;
+
+/// A writer that refuses to grow past [`MAX_RENDERED`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED {
+            return Err(std::io::Error::other(format!("its output passed {} MiB", MAX_RENDERED >> 20)));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// TRL's conversational prompt/completion split: the prompt is the conversation with the

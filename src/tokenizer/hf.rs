@@ -21,6 +21,8 @@ pub struct HfTokenizer {
     /// Byte-level BPE (GPT-2 style): token strings encode bytes through GPT-2's printable map.
     byte_level: bool,
     byte_of_char: HashMap<char, u8>,
+    /// The largest id the post-processor's template inserts (it need not be in the vocabulary).
+    template_max_id: Option<u32>,
 }
 
 /// A special-token field of tokenizer_config.json: a string or `{"content": ...}`.
@@ -50,7 +52,13 @@ fn byte_level_map() -> HashMap<char, u8> {
 impl HfTokenizer {
     /// `tokenizer_json`: the tokenizer itself; `config`: tokenizer_config.json (may be `Null`);
     /// `eos_fallback`: the model config's `eos_token_id` when tokenizer_config names none.
-    pub fn new(inner: tokenizers::Tokenizer, config: &Value, eos_fallback: Option<u32>) -> Result<Self> {
+    pub fn new(mut inner: tokenizers::Tokenizer, config: &Value, eos_fallback: Option<u32>) -> Result<Self> {
+        // transformers turns both off unless a call asks for them; batching pads and truncates
+        // itself (a tokenizer.json padding to a fixed 10^9 tokens would otherwise allocate 4 GB).
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| format_err(format!("tokenizer.json: cannot turn truncation off: {e}")))?;
         let lookup = |text: &str| inner.token_to_id(text);
         let eos_text = token_field(config, "eos_token");
         let eos_id = match &eos_text {
@@ -89,22 +97,30 @@ impl HfTokenizer {
             chat_template,
             byte_level,
             byte_of_char: if byte_level { byte_level_map() } else { HashMap::new() },
+            template_max_id: None,
             inner,
         })
     }
 
     pub fn from_json(tokenizer_json: &[u8], config: &Value, eos_fallback: Option<u32>) -> Result<Self> {
+        let tokenizer_json = tokenizer_json.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(tokenizer_json);
+        let template_max = super::guard::check_tokenizer_json(tokenizer_json)?;
         let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
             .map_err(|e| format_err(format!("tokenizer.json cannot be read: {e}")))?;
-        Self::new(inner, config, eos_fallback)
+        let mut t = Self::new(inner, config, eos_fallback)?;
+        t.template_max_id = template_max;
+        Ok(t)
     }
 
-    pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
-        match self.inner.encode(text, add_special) {
-            Ok(e) => e.get_ids().to_vec(),
-            // The crate only fails on malformed tokenizer state, never on text; keep it total.
-            Err(_) => Vec::new(),
-        }
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.inner
+            .encode(text, add_special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| crate::Error::Data(format!("the tokenizer cannot encode this text: {e}")))
+    }
+
+    pub fn max_id(&self) -> Option<u32> {
+        self.inner.get_vocab(true).values().copied().max().max(self.template_max_id)
     }
 
     /// Bytes of one token. Byte-level BPE maps characters back to bytes; SentencePiece-style

@@ -67,17 +67,26 @@ impl Llama2cTokenizer {
                 "a llama2.c tokenizer needs at least 259 tokens (3 special + 256 bytes), this model has {vocab_size}"
             )));
         }
-        Ok(Self::from_pieces(pieces, scores, BOS))
+        Self::from_pieces(pieces, scores, BOS)
     }
 
     /// A SentencePiece vocabulary given as pieces (spaces, not `▁`) and merge scores, with its
     /// end-of-sequence id (GGUF files carry Llama's tokenizer this way).
-    pub fn from_pieces(pieces: Vec<Vec<u8>>, scores: Vec<f32>, eos: u32) -> Self {
+    pub fn from_pieces(pieces: Vec<Vec<u8>>, scores: Vec<f32>, eos: u32) -> Result<Self> {
+        // Byte fallback emits ids 3..259 for any byte; they must exist.
+        if pieces.len() < (BYTE_OFFSET + 256) as usize || scores.len() != pieces.len() || eos as usize >= pieces.len() {
+            return Err(format_err(format!(
+                "a SentencePiece vocabulary needs at least 259 pieces (3 special + 256 byte tokens), one score per \
+                 piece and an end-of-sequence id inside it; this one has {} pieces, {} scores, eos {eos}",
+                pieces.len(),
+                scores.len()
+            )));
+        }
         let mut lookup = HashMap::with_capacity(pieces.len());
         for (i, p) in pieces.iter().enumerate() {
             lookup.entry(p.clone()).or_insert(i as u32);
         }
-        Self { pieces, scores, lookup, eos }
+        Ok(Self { pieces, scores, lookup, eos })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -102,6 +111,11 @@ impl Llama2cTokenizer {
             out.push(BOS);
         }
         let eos = self.eos_text();
+        if eos.is_empty() {
+            // An empty EOS piece matches everywhere; there is nothing to match whole.
+            self.encode_plain(text, true, &mut out);
+            return out;
+        }
         let mut first = true;
         let mut rest = text;
         loop {
@@ -137,25 +151,96 @@ impl Llama2cTokenizer {
                 None => tokens.extend(bytes.iter().map(|&b| b as u32 + BYTE_OFFSET)),
             }
         }
-        let mut merged = Vec::new();
-        loop {
-            let mut best: Option<(f32, usize, u32)> = None;
-            for i in 0..tokens.len().saturating_sub(1) {
-                merged.clear();
-                merged.extend_from_slice(&self.pieces[tokens[i] as usize]);
-                merged.extend_from_slice(&self.pieces[tokens[i + 1] as usize]);
-                if let Some(&id) = self.lookup.get(&merged) {
-                    let score = self.scores[id as usize];
-                    if best.is_none_or(|(s, _, _)| score > s) {
-                        best = Some((score, i, id));
-                    }
-                }
-            }
-            let Some((_, i, id)) = best else { break };
-            tokens[i] = id;
-            tokens.remove(i + 1);
-        }
+        self.merge(&mut tokens);
         out.extend(tokens);
+    }
+
+    /// run.c's merge loop — repeatedly merge the adjacent pair whose merged piece scores best,
+    /// the leftmost on ties — in O(n log n) with a heap over a linked list instead of run.c's
+    /// O(n^2) rescans (a 1 MB row never finished). Same result: the heap orders candidates by
+    /// (score, leftmost position), and an entry is used only if both tokens are still as it saw them.
+    fn merge(&self, tokens: &mut Vec<u32>) {
+        use std::cmp::Ordering;
+        use std::collections::BinaryHeap;
+
+        struct Cand {
+            score: f32,
+            left: usize,
+            id: u32,
+            /// The ids the pair had when pushed (stale entries no longer match).
+            pair: (u32, u32),
+        }
+        impl PartialEq for Cand {
+            fn eq(&self, o: &Self) -> bool {
+                self.cmp(o) == Ordering::Equal
+            }
+        }
+        impl Eq for Cand {}
+        impl PartialOrd for Cand {
+            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Cand {
+            fn cmp(&self, o: &Self) -> Ordering {
+                // Max-heap: higher score first, then the leftmost position. run.c replaces its best
+                // only on a strictly greater score, so a NaN score never wins; total_cmp would
+                // rank NaN highest, hence the explicit map.
+                let s = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
+                s(self.score).total_cmp(&s(o.score)).then(o.left.cmp(&self.left))
+            }
+        }
+
+        let n = tokens.len();
+        if n < 2 {
+            return;
+        }
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n];
+        let mut heap = BinaryHeap::new();
+        let mut buf = Vec::new();
+        let mut push = |heap: &mut BinaryHeap<Cand>, left: usize, a: u32, b: u32| {
+            buf.clear();
+            buf.extend_from_slice(&self.pieces[a as usize]);
+            buf.extend_from_slice(&self.pieces[b as usize]);
+            if let Some(&id) = self.lookup.get(&buf) {
+                heap.push(Cand { score: self.scores[id as usize], left, id, pair: (a, b) });
+            }
+        };
+        for i in 0..n - 1 {
+            push(&mut heap, i, tokens[i], tokens[i + 1]);
+        }
+        while let Some(c) = heap.pop() {
+            let (l, r) = (c.left, next[c.left]);
+            if !alive[l] || r >= n || (tokens[l], tokens[r]) != c.pair {
+                continue;
+            }
+            // A NaN-scored merge never happens in run.c (nothing compares greater than it).
+            if c.score.is_nan() {
+                continue;
+            }
+            tokens[l] = c.id;
+            alive[r] = false;
+            next[l] = next[r];
+            if next[r] < n {
+                prev[next[r]] = l;
+            }
+            if prev[l] < n {
+                push(&mut heap, prev[l], tokens[prev[l]], tokens[l]);
+            }
+            if next[l] < n {
+                push(&mut heap, l, tokens[l], tokens[next[l]]);
+            }
+        }
+        let mut i = 0;
+        let mut j = 0;
+        while i < n {
+            tokens[j] = tokens[i];
+            j += 1;
+            i = next[i];
+        }
+        tokens.truncate(j);
     }
 
     /// The bytes run.c prints for `token` following `prev`.

@@ -1,8 +1,10 @@
 //! Tokenizers behind one type, so batching and generation do not care which family a model uses.
 
 pub mod chat;
+mod guard;
 pub mod hf;
 pub mod llama2c;
+mod precompiled;
 
 pub use chat::Message;
 pub use hf::HfTokenizer;
@@ -18,10 +20,24 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     /// Token ids of `text`, with the tokenizer's special prefix (BOS) when `add_special`.
-    pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         match self {
-            Tokenizer::Llama2c(t) => t.encode(text, add_special),
+            Tokenizer::Llama2c(t) => Ok(t.encode(text, add_special)),
             Tokenizer::Hf(t) => t.encode(text, add_special),
+        }
+    }
+    /// The beginning-of-sequence token, when the tokenizer names one.
+    pub fn bos_id(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Llama2c(_) => Some(llama2c::BOS),
+            Tokenizer::Hf(t) => t.bos_text().and_then(|b| t.token_id(b)),
+        }
+    }
+    /// The largest id the tokenizer can produce (checked against the model's vocabulary).
+    pub fn max_id(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Llama2c(t) => t.vocab_size().checked_sub(1).map(|m| m as u32),
+            Tokenizer::Hf(t) => t.max_id(),
         }
     }
     /// Text of `ids` as a continuation of `prev` (the token before them, if any).

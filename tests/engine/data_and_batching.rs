@@ -45,23 +45,25 @@ fn bad_jsonl_rows_name_their_line() {
 fn rows_are_tokenized_jointly_with_eos_appended() {
     let tok = model().tokenizer;
     let ex = KtoExample { prompt: "Once upon a time".into(), completion: " there was a dog.".into(), label: true };
-    let row = tokenize_row(&tok, &ex);
-    assert_eq!(row.prompt_ids, tok.encode("Once upon a time", true));
+    let row = tokenize_row(&tok, &ex).unwrap();
+    assert_eq!(row.prompt_ids, tok.encode("Once upon a time", true).unwrap());
     assert_eq!(*row.completion_ids.last().unwrap(), tok.eos_id(), "EOS appended as text becomes the EOS token");
     let mut full = row.prompt_ids.clone();
     full.extend(&row.completion_ids);
-    assert_eq!(full, tok.encode(&format!("Once upon a time there was a dog.{}", tok.eos_text()), true));
+    assert_eq!(full, tok.encode(&format!("Once upon a time there was a dog.{}", tok.eos_text()), true).unwrap());
     // a completion already ending in EOS text gets no second one
     let again =
-        tokenize_row(&tok, &KtoExample { completion: format!(" there was a dog.{}", tok.eos_text()), ..ex.clone() });
+        tokenize_row(&tok, &KtoExample { completion: format!(" there was a dog.{}", tok.eos_text()), ..ex.clone() })
+            .unwrap();
     assert_eq!(again, row);
     // a prompt ending in a space gives its space to the completion (common-prefix split)
     let spaced =
-        tokenize_row(&tok, &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true });
+        tokenize_row(&tok, &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true })
+            .unwrap();
     let mut joined = spaced.prompt_ids.clone();
     joined.extend(&spaced.completion_ids);
-    assert_eq!(joined, tok.encode(&format!("Once upon a time{}", tok.eos_text()), true));
-    let prompt_alone = tok.encode("Once upon a ", true);
+    assert_eq!(joined, tok.encode(&format!("Once upon a time{}", tok.eos_text()), true).unwrap());
+    let prompt_alone = tok.encode("Once upon a ", true).unwrap();
     assert_eq!(
         spaced.prompt_ids,
         prompt_alone[..prompt_alone.len() - 1],

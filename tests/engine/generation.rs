@@ -16,7 +16,7 @@ fn check_golden(device: &Device) {
         let prompt = case["prompt"].as_str().unwrap();
         let want_ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         let want_prompt: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
-        assert_eq!(m.tokenizer.encode(prompt, true), want_prompt, "prompt tokens of {prompt:?}");
+        assert_eq!(m.tokenizer.encode(prompt, true).unwrap(), want_prompt, "prompt tokens of {prompt:?}");
         let cfg = SamplingConfig {
             temperature: 0.0,
             max_tokens: case["max_tokens"].as_u64().unwrap() as usize,
@@ -45,7 +45,7 @@ fn kv_cache_path_equals_the_full_forward() {
     let m = model();
     let device = cpu();
     let llama = Model::from_weights(&m.weights, &device);
-    let ids = m.tokenizer.encode("Once upon a time there was a cat", true);
+    let ids = m.tokenizer.encode("Once upon a time there was a cat", true).unwrap();
     let t = ids.len();
     let full = llama.forward(token_ids(&ids, 1, &device), &[t]);
     let mut cache = KvCache::default();
@@ -71,8 +71,8 @@ fn padded_batch_rows_equal_their_unpadded_forward() {
     let m = model();
     let device = cpu();
     let llama = Model::from_weights(&m.weights, &device);
-    let a = m.tokenizer.encode("The sun was shining and the birds sang", true);
-    let b = m.tokenizer.encode("Tom had a red ball", true);
+    let a = m.tokenizer.encode("The sun was shining and the birds sang", true).unwrap();
+    let b = m.tokenizer.encode("Tom had a red ball", true).unwrap();
     let t = a.len();
     let mut padded = a.clone();
     padded.extend(b.iter().copied().chain(std::iter::repeat_n(1, t - b.len())));
@@ -86,7 +86,7 @@ fn padded_batch_rows_equal_their_unpadded_forward() {
 #[test]
 fn wgpu_and_cpu_agree_on_logits() {
     let m = model();
-    let ids = m.tokenizer.encode("Lily and Ben went to the park. They saw a big dog.", true);
+    let ids = m.tokenizer.encode("Lily and Ben went to the park. They saw a big dog.", true).unwrap();
     let t = ids.len();
     let run = |device: &Device| {
         let llama = Model::from_weights(&m.weights, device);

@@ -80,11 +80,11 @@ fn smollm2_answers_the_capital_of_france() {
          <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     );
     // Special tokens are single ids; text round-trips through the byte-level BPE.
-    let ids = bundle.tokenizer.encode(&prompt, true);
-    assert_eq!(ids[0], bundle.tokenizer.encode("<|im_start|>", true)[0]);
+    let ids = bundle.tokenizer.encode(&prompt, true).unwrap();
+    assert_eq!(ids[0], bundle.tokenizer.encode("<|im_start|>", true).unwrap()[0]);
     assert_eq!(bundle.tokenizer.decode(&ids), prompt);
     let text = "Ünïcödé café 日本 🙂 123";
-    assert_eq!(bundle.tokenizer.decode(&bundle.tokenizer.encode(text, false)), text);
+    assert_eq!(bundle.tokenizer.decode(&bundle.tokenizer.encode(text, false).unwrap()), text);
 
     let device = cpu();
     let model = Model::from_weights(&bundle.weights, &device);
@@ -141,10 +141,10 @@ fn gguf_sentencepiece_tokenizer_matches_sentencepiece() {
     assert_eq!(bundle.weights.config.rope_layout, kto_studio::model::RopeLayout::Adjacent);
     for (text, ids) in golden["texts"].as_array().unwrap().iter().zip(golden["ids"].as_array().unwrap()) {
         let want: Vec<u32> = ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        assert_eq!(bundle.tokenizer.encode(text.as_str().unwrap(), true), want, "{text}");
+        assert_eq!(bundle.tokenizer.encode(text.as_str().unwrap(), true).unwrap(), want, "{text}");
     }
     let device = cpu();
-    let ids = bundle.tokenizer.encode("Once upon a time", true);
+    let ids = bundle.tokenizer.encode("Once upon a time", true).unwrap();
     let logits = Model::from_weights(&bundle.weights, &device)
         .forward(kto_studio::model::token_ids(&ids, 1, &device), &[ids.len()]);
     assert!(logits.into_data().try_to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()));

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use kto_studio::ModelBundle;
+use kto_studio::bundle::FileSet;
 use kto_studio::formats::hf;
 use kto_studio::model::Model;
 use serde_json::Value;
@@ -51,7 +52,7 @@ fn tiny_llama_files() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn sharded_checkpoint_loads_like_the_single_file() {
     let files = tiny_llama_files();
-    let single = ModelBundle::from_files("tiny", &files).unwrap();
+    let single = ModelBundle::from_files("tiny", &files, FileSet::Folder).unwrap();
     // Split the tensors over two shards with an index, as save_pretrained does for big models.
     let map = hf::TensorMap::from_safetensors(&[("model.safetensors", &files[1].1)]).unwrap();
     let mut names = map.names();
@@ -81,17 +82,17 @@ fn sharded_checkpoint_loads_like_the_single_file() {
         ("model.safetensors.index.json".into(), index),
         ("model-00001-of-00002.safetensors".into(), a),
     ];
-    let err = ModelBundle::from_files("tiny", &sharded).unwrap_err().to_string();
+    let err = ModelBundle::from_files("tiny", &sharded, FileSet::Folder).unwrap_err().to_string();
     assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("missing"), "{err}");
     sharded.push(("model-00002-of-00002.safetensors".into(), b));
-    assert_eq!(ModelBundle::from_files("tiny", &sharded).unwrap().weights, single.weights);
+    assert_eq!(ModelBundle::from_files("tiny", &sharded, FileSet::Folder).unwrap().weights, single.weights);
 }
 
 #[test]
 fn incomplete_or_unsupported_folders_get_clear_errors() {
     let files = tiny_llama_files();
     let without = |name: &str| files.iter().filter(|(n, _)| n != name).cloned().collect::<Vec<_>>();
-    let err = |f: &[(String, Vec<u8>)]| ModelBundle::from_files("tiny", f).unwrap_err().to_string();
+    let err = |f: &[(String, Vec<u8>)]| ModelBundle::from_files("tiny", f, FileSet::Folder).unwrap_err().to_string();
     assert!(err(&without("tokenizer.json")).contains("tokenizer.json is missing"));
     assert!(err(&without("model.safetensors")).contains("without weights"));
 

@@ -34,7 +34,7 @@ fn lora_config() -> TrainConfig {
 }
 
 fn logits(model: &Model, bundle: &ModelBundle, device: &Device) -> Vec<f32> {
-    let ids = bundle.tokenizer.encode("Once upon a time, the little cat", true);
+    let ids = bundle.tokenizer.encode("Once upon a time, the little cat", true).unwrap();
     let n = ids.len();
     let t = kto_studio::model::token_ids(&ids, 1, device);
     model.forward(t, &[n]).into_data().try_to_vec::<f32>().unwrap()

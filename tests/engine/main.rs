@@ -4,6 +4,8 @@
 mod cli;
 mod common;
 mod data_and_batching;
+mod family;
+mod fuzz;
 mod generation;
 mod gguf;
 mod hf;
@@ -12,5 +14,6 @@ mod kto_spec;
 mod loaders;
 mod lora;
 mod mood;
+mod robustness;
 mod training;
 mod trl_parity;

@@ -37,11 +37,12 @@ const app = {
     return info;
   },
 
-  /** `files`: [{ name, bytes: ArrayBuffer }] — any format the engine recognises. */
-  async loadModel(name, files) {
+  /** `files`: [{ name, bytes: ArrayBuffer }] — any format the engine recognises; `folder`: they
+   *  are a whole folder's files (its extra weight files are then ignored, as transformers does). */
+  async loadModel(name, files, folder = false) {
     // Copies go to the worker; the originals stay here for a restart.
-    const info = await this.engine.call('load', { name, files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice(0) })) });
-    this.model = { name, files };
+    const info = await this.engine.call('load', { name, folder, files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice(0) })) });
+    this.model = { name, files, folder };
     this.modelName = info.name;
     this.modelInfo = info;
     this.chat = info.chat;
@@ -80,9 +81,11 @@ const app = {
   },
 };
 
-function notice(text) {
+/** The one-line notice under the header; `offerCpu` shows a "use the CPU backend" button. */
+function notice(text, offerCpu = false) {
   const n = $('#notice');
-  n.textContent = text;
+  $('#notice-text').textContent = text;
+  $('#notice-cpu').hidden = !offerCpu;
   n.hidden = !text;
 }
 
@@ -111,7 +114,12 @@ async function boot() {
     await settings.set('backend', e.target.value);
     await restartEngine(e.target.value);
   });
-  app.engine.on((m) => { if (m.type === 'crash') restartEngine($('#backend-choice').value, m.message); });
+  app.engine.on((m) => { if (m.type === 'crash') recover(m.message); });
+  $('#notice-cpu').addEventListener('click', async () => {
+    $('#backend-choice').value = 'cpu';
+    await settings.set('backend', 'cpu');
+    await restartEngine('cpu');
+  });
 
   try {
     await app.initBackend(choice);
@@ -124,13 +132,39 @@ async function boot() {
   document.body.dataset.ready = 'true';
 }
 
-async function restartEngine(choice, reason) {
+/** Crashes since the engine last came up: a worker that cannot even start (a broken
+ *  deployment) is retried with a growing pause, then given up on with a message, never in a loop. */
+let crashes = 0;
+let recovering = false;
+
+async function recover(reason) {
+  if (recovering) return;
+  recovering = true;
+  crashes += 1;
+  const offerCpu = $('#backend-choice').value !== 'cpu';
+  if (crashes > 3) {
+    notice(`The engine could not start (${reason}). Reload the page; if this keeps happening, this build of the app is incomplete.`, false);
+    recovering = false;
+    return;
+  }
+  notice(`The engine stopped (${reason}) and is being restarted; your labels are kept.`, offerCpu);
+  await new Promise((r) => setTimeout(r, 500 * 2 ** (crashes - 1)));
+  recovering = false;
+  await restartEngine($('#backend-choice').value, reason, offerCpu);
+}
+
+async function restartEngine(choice, reason, offerCpu = false) {
   if (reason) app.engine.restart();
   try {
     await app.initBackend(choice);
-    if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.files));
+    if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.files, app.model.folder));
     await app.loadJudge();
-    if (reason) notice(`The engine hit an internal error (${reason}) and was restarted; your labels are safe.`);
+    crashes = 0;
+    if (reason) {
+      const hint = offerCpu && choice !== 'cpu' ? ' If it happens again, switch to the CPU backend.' : '';
+      notice(`The engine stopped (${reason}) and was restarted; your labels are kept, the run in progress was lost.${hint}`, offerCpu && choice !== 'cpu');
+    }
+    document.dispatchEvent(new CustomEvent('engine-restarted'));
   } catch (e) {
     views.model.showError(e);
   }

@@ -44,7 +44,14 @@ export class EngineClient {
   start() {
     this.worker = new Worker(this.workerUrl, { type: 'module' });
     this.worker.onmessage = (e) => this.onMessage(e.data);
-    this.worker.onerror = (e) => this.emit({ type: 'crash', message: e.message || 'the engine worker failed to start' });
+    // An uncaught error in the worker (out of memory, a lost GPU device, a script that failed to
+    // load) leaves it unusable: every call in flight fails now rather than waiting forever.
+    this.worker.onerror = (e) => {
+      e.preventDefault?.();
+      const message = e.message || 'the engine worker failed to start';
+      this.failPending(`the engine stopped: ${message}`);
+      this.emit({ type: 'crash', message });
+    };
   }
 
   onMessage(msg) {
@@ -84,11 +91,19 @@ export class EngineClient {
     });
   }
 
+  failPending(message) {
+    for (const p of this.pending.values()) {
+      const err = new Error(message);
+      err.fatal = true;
+      p.reject(err);
+    }
+    this.pending.clear();
+  }
+
   /** Replace a crashed worker; the caller re-runs init and load. */
   restart() {
     this.worker.terminate();
-    for (const p of this.pending.values()) p.reject(new Error('the engine was restarted'));
-    this.pending.clear();
+    this.failPending('the engine was restarted');
     this.start();
   }
 }

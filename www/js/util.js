@@ -12,6 +12,9 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** Text from a file (a model's name, a file name) made safe to put in innerHTML. */
+export const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 export function showError(node, err) {
   node.textContent = err ? (err.message || String(err)) : '';
   node.hidden = !err;

@@ -96,7 +96,8 @@ async function runTraining(id, { rows, config }) {
 
 const handlers = {
   init: initDevice,
-  load: ({ name, files }) => engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes))),
+  load: ({ name, files, folder }) =>
+    engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes)), !!folder),
   generate: ({ prompt, n, sampling, which, chat }, id) =>
     engine.generate(prompt, n, sampling, which, !!chat, (sample, text) => self.postMessage({ type: 'token', id, sample, text })),
   memory: ({ rows, config }) => assessMemory(rows, config),

@@ -1,6 +1,6 @@
 // Model panel: the built-in model; opening a GGUF file, a Hugging Face folder's files or a llama2.c
 // pair (picker or drag & drop); architecture; chat mode for instruct models.
-import { $, showError } from '../util.js';
+import { $, escapeHtml, showError } from '../util.js';
 
 export function initModelView(app) {
   const info = $('#model-info');
@@ -15,7 +15,7 @@ export function initModelView(app) {
     info.textContent = `opening ${files.map((f) => f.name).join(', ')}…`;
     try {
       const read = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await f.arrayBuffer() })));
-      render(await app.loadModel(name, read));
+      render(await app.loadModel(name, read, !!folder));
     } catch (e) {
       showError(error, `Could not open ${name}: ${e.message}`);
       if (app.modelInfo) render(app.modelInfo);
@@ -25,11 +25,12 @@ export function initModelView(app) {
   function render(m) {
     const c = m.config;
     info.replaceChildren();
-    info.innerHTML = `<b data-testid="model-name">${m.name}</b> (${m.format}) —
+    info.innerHTML = `<b data-testid="model-name">${escapeHtml(m.name)}</b> (${m.format}) —
       <span data-testid="model-params">${m.parameters.toLocaleString()}</span> parameters;
       dim ${c.dim}, ${c.n_layers} layers, ${c.n_heads} heads (${c.n_kv_heads} KV), FFN ${c.hidden_dim},
       vocabulary ${c.vocab_size}, context ${c.max_seq_len}, RoPE ${c.rope_layout},
-      ${c.tied_embeddings ? 'tied' : 'separate'} classifier${c.arch === 'gpt2' ? ', GPT-2' : ''}.`;
+      ${c.tied_embeddings ? 'tied' : 'separate'} classifier${c.arch === 'gpt2' ? ', GPT-2' : ''}.
+      ${m.files?.length ? `<br><small>read: <span data-testid="model-files">${escapeHtml(m.files.join(', '))}</span></small>` : ''}`;
     const chat = $('#chat-mode');
     chat.disabled = !m.chat;
     chat.checked = app.chat;

@@ -97,9 +97,11 @@ export function initTrainView(app) {
       app.trained = result.steps > 0;
       app.hasAdapter = !!cfg.lora;
     } catch (e) {
-      say(`Training stopped: ${e.message}`);
+      // A fatal error took the engine (and the model it was training) with it.
+      say(e.fatal ? `Training stopped: ${e.message}. The trained weights were lost with it; your labels are kept.`
+        : `Training stopped: ${e.message}`);
       $('#train-message').dataset.status = 'error';
-      app.trained = history.length > 0;
+      app.trained = !e.fatal && history.length > 0;
       app.hasAdapter = !!cfg.lora;
     } finally {
       setRunning(false);
