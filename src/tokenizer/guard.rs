@@ -29,6 +29,9 @@ pub fn check_tokenizer_json(bytes: &[u8]) -> Result<Option<u32>> {
     // A syntax error inside the decoder panics the crate (an `expect` on its untagged helper).
     let root = serde_json::from_slice::<Value>(bytes)
         .map_err(|e| format_err(format!("tokenizer.json is not valid JSON: {e}")))?;
+    if let Some(model) = root.get("model") {
+        check_bpe_merges(model)?;
+    }
     let mut max_id: Option<u32> = None;
     for part in ["normalizer", "pre_tokenizer", "decoder", "post_processor"] {
         let Some(tree) = root.get(part) else { continue };
@@ -85,4 +88,42 @@ pub fn check_tokenizer_json(bytes: &[u8]) -> Result<Option<u32>> {
         })?;
     }
     Ok(max_id)
+}
+
+/// The crate's BPE builder joins each merge pair into a buffer as long as the longest vocabulary
+/// token, after cutting `continuing_subword_prefix` off the second token, without checking
+/// either: a pair longer than every token, or a second token without the prefix, panics (or
+/// slices UTF-8 apart). Real vocabularies contain every merge result, so these never hold there.
+fn check_bpe_merges(model: &Value) -> Result<()> {
+    let (Some(vocab), Some(merges)) =
+        (model.get("vocab").and_then(Value::as_object), model.get("merges").and_then(Value::as_array))
+    else {
+        return Ok(());
+    };
+    let prefix = model.get("continuing_subword_prefix").and_then(Value::as_str).unwrap_or("");
+    let longest = vocab.keys().map(String::len).max().unwrap_or(0);
+    for (i, m) in merges.iter().enumerate() {
+        let (a, b) = match m {
+            Value::String(s) => match s.split_once(' ') {
+                Some(p) => p,
+                None => continue,
+            },
+            Value::Array(p) if p.len() == 2 => match (p[0].as_str(), p[1].as_str()) {
+                (Some(a), Some(b)) => (a, b),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        // Pairs outside the vocabulary are reported by the crate itself, as errors.
+        if !vocab.contains_key(a) || !vocab.contains_key(b) {
+            continue;
+        }
+        if !b.starts_with(prefix) || a.len() + b.len() - prefix.len() > longest {
+            return Err(bad(format!(
+                "BPE merge {i} ({a:?} {b:?}) cannot form a vocabulary token (its second part lacks the continuing-subword \
+                 prefix {prefix:?}, or the pair is longer than every token)"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
+import { labelsInDb, openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a big red ball.'];
@@ -19,17 +19,6 @@ async function generateGroup(page, prompt, n) {
   await page.click('[data-testid=generate]');
   await page.waitForFunction((k) => document.querySelectorAll('[data-testid=sample-group][data-done=true]').length === k, groupsBefore + 1, { timeout: 300_000 });
   return page.locator('[data-testid=sample-group]').first();
-}
-
-async function rowsInDb(page) {
-  return page.evaluate(() => new Promise((ok, fail) => {
-    const open = indexedDB.open('kto-studio');
-    open.onsuccess = () => {
-      const r = open.result.transaction('labels').objectStore('labels').getAll();
-      r.onsuccess = () => ok(r.result.map(({ prompt, completion, label }) => ({ prompt, completion, label })));
-      r.onerror = () => fail(r.error);
-    };
-  }));
 }
 
 async function waitCount(page, n) {
@@ -116,7 +105,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
     await view(page, 'dataset');
     await waitCount(page, 6);
-    assert.deepEqual(await rowsInDb(page), labelled);
+    assert.deepEqual(await labelsInDb(page), labelled);
     assert.equal(await page.getAttribute('[data-testid=class-counts]', 'data-desirable'), '3');
     assert.equal(await page.getAttribute('[data-testid=class-counts]', 'data-undesirable'), '3');
     assert.equal(await page.locator('[data-testid=row]').count(), 6);
@@ -167,7 +156,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await waitCount(page, 0);
     await page.setInputFiles('[data-testid=import-jsonl]', exportedPath);
     await waitCount(page, 6);
-    assert.deepEqual(await rowsInDb(page), labelled);
+    assert.deepEqual(await labelsInDb(page), labelled);
 
     // Bad files: clear errors, the worker keeps working, no label is lost.
     const model = readFileSync(join(ROOT, 'dist/models/stories260K/stories260K.bin'));
@@ -190,7 +179,7 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await page.waitForSelector('[data-testid=dataset-error]:not([hidden])');
     assert.match(await page.textContent('[data-testid=dataset-error]'), /line 2/);
     await env.shot('7-bad-jsonl');
-    assert.deepEqual(await rowsInDb(page), labelled, 'no label lost');
+    assert.deepEqual(await labelsInDb(page), labelled, 'no label lost');
     await generateGroup(page, 'The dog ran', 1);
 
     // No request ever left 127.0.0.1, and every request was for one of the app's own files.

@@ -63,3 +63,15 @@ export async function withBrowser(options, name, body) {
     await env.close();
   }
 }
+
+/** Every label row in the page's IndexedDB (read straight from the store, not through the app). */
+export async function labelsInDb(page) {
+  return page.evaluate(() => new Promise((ok, fail) => {
+    const open = indexedDB.open('kto-studio');
+    open.onsuccess = () => {
+      const r = open.result.transaction('labels').objectStore('labels').getAll();
+      r.onsuccess = () => ok(r.result.map(({ prompt, completion, label }) => ({ prompt, completion, label })));
+      r.onerror = () => fail(r.error);
+    };
+  }));
+}

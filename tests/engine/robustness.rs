@@ -157,6 +157,18 @@ fn malformed_tokenizer_json_is_an_error_not_a_panic() {
         "pad_id": 0, "pad_type_id": 0, "pad_token": "<s>"});
     let tok = try_json(&t).unwrap();
     assert!(tok.encode("Once upon a time", true).unwrap().len() < 32);
+    // Found by kto-fuzz: a continuing-subword prefix the merges do not carry (a slice panic in the
+    // crate's BPE builder), a template special token left undefined (a map-index panic when
+    // encoding), and a syntax error inside the decoder (an `expect` in the crate).
+    let mut t = base.clone();
+    t["model"]["continuing_subword_prefix"] = json!("\n\u{0}<|im_end|>");
+    assert!(try_json(&t).err().expect("refused").to_string().contains("continuing-subword prefix"));
+    let mut t = base.clone();
+    t["post_processor"]["special_tokens"].as_object_mut().unwrap().clear();
+    assert!(try_json(&t).err().expect("refused").to_string().contains("special_tokens do not define"));
+    let text = serde_json::to_string(&base).unwrap().replacen("\"decoder\":{", "\"decoder\":{\"x\":\"\u{1}\",", 1);
+    let err = HfTokenizer::from_json(text.as_bytes(), &cfg, None).err().expect("refused").to_string();
+    assert!(err.contains("not valid JSON"), "{err}");
     // A byte-order mark in front of the JSON.
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend(serde_json::to_vec(&base).unwrap());

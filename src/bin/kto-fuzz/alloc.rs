@@ -12,14 +12,22 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// No single input may hold more than this at once (the machine has 24 GiB; two children run).
 pub const CEILING: usize = 6 << 30;
 
+/// Count `n` more live bytes; `false` (and nothing counted) past the ceiling.
+fn reserve(n: usize) -> bool {
+    let live = LIVE.fetch_add(n, Relaxed) + n;
+    if live > CEILING {
+        LIVE.fetch_sub(n, Relaxed);
+        return false;
+    }
+    PEAK.fetch_max(live, Relaxed);
+    true
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-        if live > CEILING {
-            LIVE.fetch_sub(layout.size(), Relaxed);
+        if !reserve(layout.size()) {
             return std::ptr::null_mut();
         }
-        PEAK.fetch_max(live, Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -27,23 +35,16 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-        if live > CEILING {
-            LIVE.fetch_sub(layout.size(), Relaxed);
+        if !reserve(layout.size()) {
             return std::ptr::null_mut();
         }
-        PEAK.fetch_max(live, Relaxed);
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size > layout.size() {
-            let grow = new_size - layout.size();
-            let live = LIVE.fetch_add(grow, Relaxed) + grow;
-            if live > CEILING {
-                LIVE.fetch_sub(grow, Relaxed);
+            if !reserve(new_size - layout.size()) {
                 return std::ptr::null_mut();
             }
-            PEAK.fetch_max(live, Relaxed);
         } else {
             LIVE.fetch_sub(layout.size() - new_size, Relaxed);
         }

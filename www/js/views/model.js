@@ -30,7 +30,7 @@ export function initModelView(app) {
       dim ${c.dim}, ${c.n_layers} layers, ${c.n_heads} heads (${c.n_kv_heads} KV), FFN ${c.hidden_dim},
       vocabulary ${c.vocab_size}, context ${c.max_seq_len}, RoPE ${c.rope_layout},
       ${c.tied_embeddings ? 'tied' : 'separate'} classifier${c.arch === 'gpt2' ? ', GPT-2' : ''}.
-      ${m.files?.length ? `<br><small>read: <span data-testid="model-files">${escapeHtml(m.files.join(', '))}</span></small>` : ''}`;
+      ${m.files?.length ? `<br><small>read: <span data-testid="model-read">${escapeHtml(m.files.join(', '))}</span></small>` : ''}`;
     const chat = $('#chat-mode');
     chat.disabled = !m.chat;
     chat.checked = app.chat;

@@ -1,19 +1,12 @@
-// The worker dies mid-training (as it does on out-of-memory or a lost GPU device): the page
-// says so in one sentence, starts a fresh worker, offers the CPU backend, and keeps every label.
+// Robustness in the page: a worker that dies mid-training (as it does on out-of-memory or a lost
+// GPU device) — the page says so in one sentence, starts a fresh worker, offers the CPU backend
+// and keeps every label; and a cluttered model folder picked whole reads only the model's weights.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { openApp, view, withBrowser } from './harness.mjs';
-
-async function labelsInDb(page) {
-  return page.evaluate(() => new Promise((ok, fail) => {
-    const open = indexedDB.open('kto-studio');
-    open.onsuccess = () => {
-      const r = open.result.transaction('labels').objectStore('labels').getAll();
-      r.onsuccess = () => ok(r.result.map(({ prompt, completion, label }) => ({ prompt, completion, label })));
-      r.onerror = () => fail(r.error);
-    };
-  }));
-}
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { labelsInDb, openApp, view, withBrowser, ROOT } from './harness.mjs';
 
 test('a worker that dies mid-training is replaced; labels kept; CPU offered', { timeout: 900_000 }, () => withBrowser({ webgpu: true }, 'recovery', async (env) => {
   const { page } = env;
@@ -59,4 +52,22 @@ test('a worker that dies mid-training is replaced; labels kept; CPU offered', { 
   await page.click('[data-testid=train]');
   await page.waitForFunction(() => document.querySelector('[data-testid=train-message]').dataset.status === 'done', null, { timeout: 300_000 });
   assert.deepEqual(await labelsInDb(page), before);
+}));
+
+test('the folder picker reads only the model\'s own weights from a cluttered folder', { timeout: 300_000 }, () => withBrowser({ webgpu: false }, 'folder', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  assert.equal(await page.textContent('[data-testid=model-read]'), 'stories260K.bin, tok512.bin');
+  // A real Hugging Face folder (saved by transformers) plus what training folders accumulate:
+  // a second safetensors file with the same tensor names (it used to replace the weights).
+  const dir = mkdtempSync(join(tmpdir(), 'kto-folder-'));
+  const src = join(ROOT, 'tests/golden/family/llama_01');
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(src, f), join(dir, f));
+  copyFileSync(join(src, 'model.safetensors'), join(dir, 'grads.safetensors'));
+  writeFileSync(join(dir, 'README.md'), '# a fine-tune\n');
+  writeFileSync(join(dir, 'trainer_state.json'), '{"global_step": 3}');
+  await page.setInputFiles('#model-folder', dir);
+  await page.waitForFunction(() => /safetensors/.test(document.querySelector('[data-testid=model-read]')?.textContent || ''), null, { timeout: 120_000 });
+  assert.equal(await page.textContent('[data-testid=model-read]'), 'config.json, model.safetensors, tokenizer.json, tokenizer_config.json');
+  assert.equal(await page.isVisible('[data-testid=model-error]'), false);
 }));
