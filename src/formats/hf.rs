@@ -279,8 +279,7 @@ pub(crate) fn permute_rows(w: &[f32], heads: usize, head_dim: usize, cols: usize
 
 /// Weights from config.json and the checkpoint's tensors.
 pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights> {
-    let cfg: Value =
-        serde_json::from_slice(config_json).map_err(|e| format_err(format!("config.json is not valid JSON: {e}")))?;
+    let cfg = crate::bundle::json_file("config.json", config_json)?;
     let config = config_from_json(&cfg)?;
     let mut t = TensorMap::from_safetensors(files)?;
     let weights = match config.arch {

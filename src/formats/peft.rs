@@ -76,8 +76,7 @@ pub fn embedded_config(safetensors: &[u8]) -> Result<Option<String>> {
 
 /// Read an adapter back: its settings and factors (checked against `model` when attached).
 pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Result<(LoraConfig, Vec<HostAdapter>)> {
-    let cfg: Value =
-        serde_json::from_slice(config_json).map_err(|e| format_err(format!("adapter_config.json: {e}")))?;
+    let cfg = crate::bundle::json_file("adapter_config.json", config_json)?;
     if cfg.get("peft_type").and_then(Value::as_str) != Some("LORA") {
         return Err(format_err("adapter_config.json is not a LoRA adapter (peft_type must be \"LORA\")"));
     }

@@ -281,6 +281,17 @@ fn jsonl_with_a_bom_or_bad_bytes_names_the_line() {
 }
 
 #[test]
+fn json_files_with_a_byte_order_mark_load() {
+    let mut files = hf_with_config("trl/llama", |_| {});
+    for i in [0, 2, 3] {
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(&files[i].1);
+        files[i].1 = bom;
+    }
+    assert!(ModelBundle::from_files("x", &files, FileSet::Folder).is_ok());
+}
+
+#[test]
 fn safetensors_errors_name_the_tensor() {
     let mut st = read(golden("trl/llama/model.safetensors"));
     // Cut the file inside its data: the last tensor now ends past the end.
