@@ -37,7 +37,8 @@ impl Default for KtoLossConfig {
 pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: Tensor<2>) -> Tensor<1> {
     let [b, t, _] = logits.dims();
     if t < 2 {
-        // Rows of one token predict nothing: their completion log-prob is an empty sum.
+        // Rows of one token predict nothing: their completion log-prob is an empty sum. Adding
+        // `sum * 0` keeps the result on the logits' autodiff graph, so backward() still runs.
         return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
     }
     let logp = log_softmax(logits.narrow(1, 0, t - 1), 2);

@@ -71,11 +71,7 @@ impl ModelConfig {
     }
     /// Number of parameters (a tied embedding counted once).
     pub fn num_params(&self) -> usize {
-        self.num_params_u128() as usize
-    }
-
-    /// [`Self::num_params`] in u128, so that no header, however wrong, can overflow it.
-    pub fn num_params_u128(&self) -> u128 {
+        // Counted in u128, so that no header, however wrong, can overflow the sum.
         let n = |x: usize| x as u128;
         let (d, h, q, kv, v) = (n(self.dim), n(self.hidden_dim), n(self.q_dim()), n(self.kv_dim()), n(self.vocab_size));
         let (per_layer, extra) = match self.arch {
@@ -91,7 +87,7 @@ impl ModelConfig {
             // LayerNorm weight+bias twice, biases on q,k,v,o and both MLP layers; positions; ln_f.
             Arch::Gpt2 => (4 * d + 4 * d * d + 4 * d + 2 * h * d + h + d, n(self.max_seq_len) * d + 2 * d),
         };
-        v * d + n(self.n_layers) * per_layer + extra + if self.tied_embeddings { 0 } else { v * d }
+        (v * d + n(self.n_layers) * per_layer + extra + if self.tied_embeddings { 0 } else { v * d }) as usize
     }
 
     /// Check the shapes against each other before any loader allocates or computes: zero or

@@ -150,10 +150,10 @@ async function recover(reason) {
   notice(`The engine stopped (${reason}) and is being restarted; your labels are kept.`, offerCpu);
   await new Promise((r) => setTimeout(r, 500 * 2 ** (crashes - 1)));
   recovering = false;
-  await restartEngine($('#backend-choice').value, reason, offerCpu);
+  await restartEngine($('#backend-choice').value, reason);
 }
 
-async function restartEngine(choice, reason, offerCpu = false) {
+async function restartEngine(choice, reason) {
   if (reason) app.engine.restart();
   try {
     await app.initBackend(choice);
@@ -161,10 +161,10 @@ async function restartEngine(choice, reason, offerCpu = false) {
     await app.loadJudge();
     crashes = 0;
     if (reason) {
-      const hint = offerCpu && choice !== 'cpu' ? ' If it happens again, switch to the CPU backend.' : '';
-      notice(`The engine stopped (${reason}) and was restarted; your labels are kept, the run in progress was lost.${hint}`, offerCpu && choice !== 'cpu');
+      const offerCpu = choice !== 'cpu';
+      const hint = offerCpu ? ' If it happens again, switch to the CPU backend.' : '';
+      notice(`The engine stopped (${reason}) and was restarted; your labels are kept, the run in progress was lost.${hint}`, offerCpu);
     }
-    document.dispatchEvent(new CustomEvent('engine-restarted'));
   } catch (e) {
     views.model.showError(e);
   }
