@@ -1,6 +1,7 @@
 //! Choosing the compute device at run time. `Wgpu` runs burn's WGSL kernels (WebGPU in the
-//! browser, Vulkan natively — lavapipe on a machine without a GPU); `Cpu` is burn's ndarray
-//! backend, the CPU reference.
+//! browser, Vulkan natively — lavapipe on a machine without a GPU); `Cpu` is burn's flex backend
+//! (pure Rust, `gemm` matmuls with SIMD, rayon threads natively); `Ndarray` is burn's older
+//! ndarray backend, kept to compare against (BENCHMARKS.md).
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::error::device_err;
 pub enum BackendKind {
     Wgpu,
     Cpu,
+    Ndarray,
 }
 
 impl std::fmt::Display for BackendKind {
@@ -20,6 +22,7 @@ impl std::fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cpu => "cpu",
+            BackendKind::Ndarray => "ndarray",
         })
     }
 }
@@ -29,8 +32,9 @@ impl std::str::FromStr for BackendKind {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "wgpu" | "webgpu" => Ok(BackendKind::Wgpu),
-            "cpu" | "ndarray" => Ok(BackendKind::Cpu),
-            other => Err(crate::error::config_err(format!("unknown backend '{other}': use wgpu or cpu"))),
+            "cpu" | "flex" => Ok(BackendKind::Cpu),
+            "ndarray" => Ok(BackendKind::Ndarray),
+            other => Err(crate::error::config_err(format!("unknown backend '{other}': use wgpu, cpu or ndarray"))),
         }
     }
 }
@@ -42,9 +46,7 @@ pub fn init(kind: BackendKind) -> Result<Device> {
     use std::sync::OnceLock;
     static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
     match kind {
-        // ndarray is the CPU reference the project measures against (burn suggests `flex` next).
-        #[allow(deprecated)]
-        BackendKind::Cpu => Ok(Device::ndarray()),
+        BackendKind::Cpu | BackendKind::Ndarray => Ok(cpu(kind)),
         BackendKind::Wgpu => WGPU
             .get_or_init(|| {
                 Device::wgpu_options()
@@ -64,10 +66,17 @@ pub fn init(kind: BackendKind) -> Result<Device> {
 /// Initialize the device in the browser (WebGPU needs an async adapter request).
 pub async fn init_async(kind: BackendKind) -> Result<Device> {
     match kind {
-        // ndarray is the CPU reference the project measures against (burn suggests `flex` next).
-        #[allow(deprecated)]
-        BackendKind::Cpu => Ok(Device::ndarray()),
+        BackendKind::Cpu | BackendKind::Ndarray => Ok(cpu(kind)),
         BackendKind::Wgpu => Device::wgpu_options().init_async().await.map_err(device_err),
+    }
+}
+
+fn cpu(kind: BackendKind) -> Device {
+    match kind {
+        // burn deprecates ndarray for flex; it stays selectable as the baseline it was.
+        #[allow(deprecated)]
+        BackendKind::Ndarray => Device::ndarray(),
+        _ => Device::flex(),
     }
 }
 

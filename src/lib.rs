@@ -2,6 +2,7 @@
 //! KTO, on whatever burn device the caller picks (WebGPU in the browser, wgpu/Vulkan or CPU
 //! natively). Everything here is platform-neutral; `wasm` is the only module that knows the web.
 
+pub mod bench;
 pub mod bundle;
 pub mod device;
 pub mod error;

@@ -66,7 +66,7 @@ fn need<T: Clone>(v: &Option<T>, what: &str) -> Result<T, Error> {
     v.clone().ok_or_else(|| Error::Config(format!("{what} first")))
 }
 
-/// Initialize the compute device: "wgpu" (WebGPU) or "cpu" (burn's ndarray in wasm).
+/// Initialize the compute device: "wgpu" (WebGPU) or "cpu" (burn-flex in wasm, SIMD128).
 /// Returns `{backend, device}`.
 #[wasm_bindgen]
 pub async fn init(backend: String) -> Result<JsValue, JsError> {
@@ -452,4 +452,16 @@ pub async fn loss_curve(r: Vec<f64>, z: f64, loss: JsValue) -> Result<JsValue, J
     let device = with(|s| Ok(need(&s.device, "initialize a device")?.0))?;
     let (desirable, undesirable) = crate::kto::loss::loss_curve(&r, z, &cfg, &device).await.map_err(js_err)?;
     to_js(&serde_json::json!({ "desirable": desirable, "undesirable": undesirable }))
+}
+
+/// The engine's benchmark (`crate::bench`, the same as `kto bench`) on the loaded model and the
+/// current device: `{steps, batch, seq_len, gen_tokens}` in, the result object out.
+#[wasm_bindgen]
+pub async fn bench(steps: usize, batch: usize, seq_len: usize, gen_tokens: usize) -> Result<JsValue, JsError> {
+    let ((device, kind), bundle) =
+        with(|s| Ok((need(&s.device, "initialize a backend")?, need(&s.bundle, "load a model")?)))?;
+    let cfg = crate::bench::BenchConfig { steps, batch, seq_len, gen_tokens, ..Default::default() };
+    let now = || js_sys::Date::now();
+    let r = crate::bench::run(&bundle, &device, kind, &cfg, &now).await.map_err(js_err)?;
+    to_js(&r)
 }

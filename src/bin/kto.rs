@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kto_studio::bench::BenchConfig;
 use kto_studio::export;
 use kto_studio::formats::peft;
 use kto_studio::generate::{SamplingConfig, generate};
@@ -19,7 +20,8 @@ use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 #[derive(Parser)]
 #[command(name = "kto", version, about = "KTO fine-tuning of small language models (native engine of KTO Studio)")]
 struct Cli {
-    /// Compute backend: wgpu (WGSL kernels on Vulkan, as in the browser) or cpu (burn ndarray).
+    /// Compute backend: wgpu (WGSL kernels on Vulkan, as in the browser), cpu (burn flex: SIMD
+    /// matmuls on all cores) or ndarray (burn's older CPU backend, for comparison).
     #[arg(long, global = true, default_value = "cpu")]
     backend: BackendArg,
     #[command(subcommand)]
@@ -30,6 +32,7 @@ struct Cli {
 enum BackendArg {
     Wgpu,
     Cpu,
+    Ndarray,
 }
 
 impl From<MoodArg> for Mood {
@@ -46,6 +49,7 @@ impl From<BackendArg> for BackendKind {
         match b {
             BackendArg::Wgpu => BackendKind::Wgpu,
             BackendArg::Cpu => BackendKind::Cpu,
+            BackendArg::Ndarray => BackendKind::Ndarray,
         }
     }
 }
@@ -315,6 +319,20 @@ enum Command {
         seq_len: usize,
         #[arg(long, default_value_t = 128)]
         gen_tokens: usize,
+        /// A Python with PyTorch: also time `tests/reference/torch_bench.py` on the same rows,
+        /// alternating with the engine's rounds, and print the ratios (stories260K-style llama2.c
+        /// models only). Default: $KTO_TORCH_PYTHON when set.
+        #[arg(long)]
+        torch: Option<PathBuf>,
+        /// Rounds of (engine backends, PyTorch) timings; each number is the median over rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Time LoRA steps of this rank (0: full fine-tuning).
+        #[arg(long, default_value_t = 0)]
+        lora_rank: usize,
+        /// Wrap the rows in the model's chat template.
+        #[arg(long)]
+        chat: bool,
     },
 }
 
@@ -377,18 +395,26 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     let backend: BackendKind = cli.backend.into();
-    if let Command::Bench { model, backends, steps, batch_size, seq_len, gen_tokens } = &cli.command {
+    if let Command::Bench { model, backends, steps, batch_size, seq_len, gen_tokens, torch, rounds, lora_rank, chat } =
+        &cli.command
+    {
         if model.adapter.is_some() {
             return Err(Error::Config(
                 "bench measures a model's speed; --adapter does not change it, leave it out".into(),
             ));
         }
         let bundle = load(model)?;
-        for &b in backends {
-            let kind: BackendKind = b.into();
-            bench(&bundle, &device::init(kind)?, kind, *steps, *batch_size, *seq_len, *gen_tokens).await?;
-        }
-        return Ok(());
+        let cfg = BenchConfig {
+            steps: *steps,
+            batch: *batch_size,
+            seq_len: *seq_len,
+            gen_tokens: *gen_tokens,
+            lora_rank: *lora_rank,
+            chat: *chat,
+        };
+        let kinds: Vec<BackendKind> = backends.iter().map(|&b| b.into()).collect();
+        let torch = torch.clone().or_else(|| std::env::var_os("KTO_TORCH_PYTHON").map(PathBuf::from));
+        return bench(&bundle, &kinds, &cfg, torch.as_deref(), (*rounds).max(1)).await;
     }
     let device = device::init(backend)?;
     match cli.command {
@@ -678,56 +704,116 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Synthetic but real-token workload: rows cut from the model's own greedy story so every row has
-/// exactly `seq_len` tokens (a quarter prompt, the rest completion), labels alternating.
+/// Each round times every backend, then PyTorch (alternating, so drifts in the machine's speed hit
+/// both); prints one JSON line per backend and round, then the medians and the ratios.
 async fn bench(
     bundle: &ModelBundle,
-    device: &burn::tensor::Device,
-    backend: BackendKind,
-    steps: usize,
-    batch: usize,
-    seq_len: usize,
-    gen_tokens: usize,
+    kinds: &[BackendKind],
+    cfg: &BenchConfig,
+    torch: Option<&Path>,
+    rounds: usize,
 ) -> Result<()> {
-    let tok = &bundle.tokenizer;
-    let llama = Model::from_weights(&bundle.weights, device);
-    let greedy = SamplingConfig { temperature: 0.0, max_tokens: gen_tokens, ..Default::default() };
-    // warm-up (kernel compilation), then timed
-    generate(&llama, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
-    let t0 = Instant::now();
-    let out = generate(&llama, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
-    let gen_s = t0.elapsed().as_secs_f64();
-    let n_gen = out[0].ids.len();
-
-    let words: Vec<&str> =
-        "Once upon a time there was a little girl named Lily who loved to play in the park with her friends every day"
-            .split(' ')
-            .collect();
-    let examples: Vec<KtoExample> = (0..batch)
-        .map(|i| KtoExample {
-            prompt: words[..4 + i % 3].join(" "),
-            completion: format!(" {}", words[4 + i % 3..].join(" ").repeat(4)),
-            label: i % 2 == 0,
-        })
-        .collect();
-    let cfg = TrainConfig { batch_size: batch, max_length: seq_len, shuffle: false, steps, ..Default::default() };
-    let data = cfg.dataset(tok, &examples)?;
-    let tokens = data.batch(0).main.lengths.iter().sum::<usize>();
-    let mut trainer = Trainer::new(&bundle.weights, device, cfg)?;
-    trainer.step(&data).await?; // warm-up
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let t = Instant::now();
-        trainer.step(&data).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    let start = Instant::now();
+    let now = move || start.elapsed().as_secs_f64() * 1e3;
+    let workload = match torch {
+        Some(_) => Some(torch_workload(bundle, cfg)?),
+        None => None,
+    };
+    let mut engine: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut reference: Vec<(String, Vec<f64>)> = Vec::new();
+    for round in 1..=rounds {
+        for (i, &kind) in kinds.iter().enumerate() {
+            let r = kto_studio::bench::run(bundle, &device::init(kind)?, kind, cfg, &now).await?;
+            println!("{}", serde_json::json!({ "round": round, "result": r }));
+            engine[i].push(r.kto_step_ms);
+        }
+        if let (Some(python), Some(path)) = (torch, &workload) {
+            for (j, imp) in ["lean", "transformers"].into_iter().enumerate() {
+                let ms = torch_round(python, path, imp, cfg.steps)?;
+                println!("{}", serde_json::json!({ "round": round, "pytorch": imp, "kto_step_ms": ms }));
+                if reference.len() <= j {
+                    reference.push((imp.to_string(), Vec::new()));
+                }
+                reference[j].1.push(ms);
+            }
+        }
     }
-    let ms = median(times);
-    println!(
-        "{{\"backend\": \"{backend}\", \"model\": \"{}\", \"kto_step_ms\": {ms:.2}, \"kto_batch\": {batch}, \"kto_tokens_per_step\": {tokens}, \
-         \"kto_tokens_per_s\": {:.0}, \"generate_tokens\": {n_gen}, \"generate_tokens_per_s\": {:.1}}}",
-        bundle.name,
-        tokens as f64 / (ms / 1e3),
-        n_gen as f64 / gen_s
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "\nmedian ms / KTO step over {rounds} round(s), {} × {} tokens, {threads} threads:",
+        cfg.batch, cfg.seq_len
     );
+    let medians: Vec<(String, f64)> = kinds
+        .iter()
+        .zip(engine)
+        .map(|(k, t)| (format!("kto {k}"), median(t)))
+        .chain(reference.into_iter().map(|(imp, t)| (format!("pytorch {imp}"), median(t))))
+        .collect();
+    for (name, ms) in &medians {
+        let vs: Vec<String> = medians
+            .iter()
+            .filter(|(other, _)| other.starts_with("pytorch") && other != name)
+            .map(|(other, o)| format!("{:.2}× the speed of {other}", o / ms))
+            .collect();
+        eprintln!("  {name:<22} {ms:>9.1} ms   {}", vs.join(", "));
+    }
     Ok(())
+}
+
+/// Write the bench batch for `tests/reference/torch_bench.py`; returns the file's path.
+fn torch_workload(bundle: &ModelBundle, cfg: &BenchConfig) -> Result<PathBuf> {
+    let (true, Some(model)) = (bundle.format == "llama2.c", bundle.files.first()) else {
+        return Err(Error::Config(
+            "the PyTorch reference reads llama2.c models (the built-in stories260K); leave out --torch for this model"
+                .into(),
+        ));
+    };
+    if cfg.lora_rank > 0 || cfg.chat {
+        return Err(Error::Config(
+            "the PyTorch reference times full fine-tuning of plain rows: leave out --lora-rank and --chat".into(),
+        ));
+    }
+    let tcfg = kto_studio::bench::train_config(cfg);
+    let data = tcfg.dataset(&bundle.tokenizer, &kto_studio::bench::examples(cfg.batch))?;
+    let batch = data.batch(0);
+    let kl = batch.kl.as_ref().ok_or_else(|| Error::Config("the bench batch has no KL rows".into()))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let w = kto_studio::bench::TorchWorkload {
+        model: model.clone(),
+        threads,
+        main: kto_studio::bench::Rows::of(&batch.main),
+        kl: kto_studio::bench::Rows::of(kl),
+        labels: &batch.labels,
+        beta: tcfg.loss.beta,
+        desirable_weight: tcfg.loss.desirable_weight,
+        undesirable_weight: tcfg.loss.undesirable_weight,
+        lr: tcfg.learning_rate,
+        weight_decay: tcfg.weight_decay,
+        max_grad_norm: tcfg.max_grad_norm.unwrap_or(f64::INFINITY),
+    };
+    let path = std::env::temp_dir().join(format!("kto-bench-workload-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(&w).map_err(|e| Error::Config(e.to_string()))?)
+        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn torch_round(python: &Path, workload: &Path, imp: &str, steps: usize) -> Result<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/torch_bench.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(workload)
+        .args(["--impl", imp, "--steps", &steps.to_string()])
+        .output()
+        .map_err(|e| Error::Config(format!("cannot run {}: {e}", python.display())))?;
+    if !out.status.success() {
+        return Err(Error::Config(format!(
+            "the PyTorch reference failed ({}): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        )));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| Error::Config(format!("unexpected output from the PyTorch reference ({e}): {line}")))?;
+    v["kto_step_ms"].as_f64().ok_or_else(|| Error::Config(format!("no kto_step_ms in {line}")))
 }

@@ -4,7 +4,7 @@
 //! z = max(0, mean KL log-ratio on mismatched pairs), a detached constant. Desirable rows lose
 //! λ_D·(1 − σ(β(r − z))): a gain relative to z; undesirable rows lose λ_U·(1 − σ(β(z − r))).
 
-use burn::tensor::activation::{log_softmax, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -41,9 +41,13 @@ pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: T
         // `sum * 0` keeps the result on the logits' autodiff graph, so backward() still runs.
         return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
     }
-    let logp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    // log p(target) = logit(target) − logsumexp(logits): no [B, T, V] log-softmax tensor (nor its
+    // backward). The max is detached: it only keeps exp() in range and cancels in the gradient.
+    let logits = logits.narrow(1, 0, t - 1);
+    let max = logits.clone().detach().max_dim(2);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
     let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
-    let token_logp = logp.gather(2, targets).reshape([b, t - 1]);
+    let token_logp = (logits.gather(2, targets) - lse).reshape([b, t - 1]);
     (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
 }
 
@@ -61,14 +65,23 @@ pub fn reference_point(groups: &[&[f64]]) -> f64 {
 /// Per-example losses for rewards `r` (policy − reference log-probs) against the reference
 /// point `z`. TRL computes `1 − sigmoid` literally in fp32, and so does this.
 pub fn kto_losses(rewards: Tensor<1>, z: f64, labels: &[bool], cfg: &KtoLossConfig) -> Tensor<1> {
-    let device = rewards.device();
+    signed_losses(rewards.sub_scalar(z), labels, cfg)
+}
+
+/// [`kto_losses`] with `z` a device scalar `[1]`, so the trainer need not read it back first.
+pub fn kto_losses_z(rewards: Tensor<1>, z: Tensor<1>, labels: &[bool], cfg: &KtoLossConfig) -> Tensor<1> {
+    signed_losses(rewards - z, labels, cfg)
+}
+
+fn signed_losses(r_minus_z: Tensor<1>, labels: &[bool], cfg: &KtoLossConfig) -> Tensor<1> {
+    let device = r_minus_z.device();
     let n = labels.len();
     let sign: Vec<f32> = labels.iter().map(|&d| if d { 1.0 } else { -1.0 }).collect();
     let weight: Vec<f32> =
         labels.iter().map(|&d| if d { cfg.desirable_weight } else { cfg.undesirable_weight } as f32).collect();
     let sign = Tensor::<1>::from_data(TensorData::new(sign, [n]), &device);
     let weight = Tensor::<1>::from_data(TensorData::new(weight, [n]), &device);
-    let u = (rewards.sub_scalar(z) * sign).mul_scalar(cfg.beta);
+    let u = (r_minus_z * sign).mul_scalar(cfg.beta);
     (sigmoid(u).neg().add_scalar(1.0)) * weight
 }
 

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Collated, KtoBatch, KtoDataset};
 use super::data::KtoExample;
 use super::loss::{
-    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, kto_losses, reference_point, sequence_logps,
+    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, kto_losses, kto_losses_z, reference_point,
+    sequence_logps,
 };
 use crate::device::read_all;
 use crate::error::config_err;
@@ -171,6 +172,40 @@ fn seq_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
     sequence_logps(logits, ids, c.mask_tensor(device))
 }
 
+/// One microbatch's results still on the device, read with the step's other values.
+struct PendingMicrobatch {
+    loss: Tensor<1>,
+    policy_logps: Tensor<1>,
+    policy_kl: Option<Tensor<1>>,
+    reference: RefLogps,
+    labels: Vec<bool>,
+}
+
+impl PendingMicrobatch {
+    fn register(&self, tx: Transaction) -> Transaction {
+        let tx = tx.register(self.loss.clone().inner()).register(self.policy_logps.clone().inner());
+        match &self.policy_kl {
+            Some(kl) => tx.register(kl.clone()),
+            None => tx,
+        }
+    }
+
+    /// Metrics from the values `register` queued, taken from `host` in the same order.
+    fn metrics(&self, host: &mut impl Iterator<Item = Vec<f64>>, beta: f64) -> Metrics {
+        let loss = host.next().and_then(|v| v.first().copied()).unwrap_or(f64::NAN);
+        let logps = host.next().unwrap_or_default();
+        // z as TRL logs it (`kl`), from the same log-probs the device used.
+        let z = match (&self.policy_kl, &self.reference.kl) {
+            (Some(_), Some(ref_kl)) => {
+                let diffs: Vec<f64> = host.next().unwrap_or_default().iter().zip(ref_kl).map(|(p, r)| p - r).collect();
+                reference_point(&[&diffs])
+            }
+            _ => 0.0,
+        };
+        batch_metrics(&logps, &self.reference.main, &self.labels, z, loss, beta)
+    }
+}
+
 /// Σ‖g‖² over every parameter's gradient, as a device scalar (a tied weight is one parameter).
 struct SquaredNorm<'a> {
     grads: &'a GradientsParams,
@@ -323,6 +358,21 @@ impl Trainer {
         backward: bool,
         scale: f64,
     ) -> Result<(Metrics, Option<GradientsParams>)> {
+        let (pending, grads) = self.queue_microbatch(batch, backward, scale).await?;
+        let mut host = read_all(pending.register(Transaction::default())).await?.into_iter();
+        Ok((pending.metrics(&mut host, self.cfg.loss.beta), grads))
+    }
+
+    /// Queue one microbatch's forward passes, loss and backward on the device, reading nothing
+    /// back: the reference point z is computed on the device too (TRL computes it there), so a
+    /// training step costs one read-back however many microbatches it has. Only a batch seen for
+    /// the first time reads its reference log-probs first.
+    async fn queue_microbatch(
+        &self,
+        batch: &KtoBatch,
+        backward: bool,
+        scale: f64,
+    ) -> Result<(PendingMicrobatch, Option<GradientsParams>)> {
         let cfg = &self.cfg.loss;
         let n = batch.labels.len();
         // Learned positions (GPT-2) end at the context; refuse rather than index past them.
@@ -336,51 +386,72 @@ impl Trainer {
         }
         let with_kl = cfg.loss_type == LossType::Kto && batch.kl.is_some();
         let reference = self.reference_logps(batch, with_kl).await?;
+        let host_tensor = |xs: &[f64], device: &Device| {
+            Tensor::<1>::from_data(
+                TensorData::new(xs.iter().map(|&x| x as f32).collect::<Vec<_>>(), [xs.len()]),
+                device,
+            )
+        };
+        // The reference point z = max(0, mean KL log-ratio): policy vs reference on the mismatched
+        // pairs, no graph (the policy without autodiff), a constant for the loss.
         let frozen = self.policy.valid();
-        // The reference point z: policy vs reference on the mismatched pairs, no graph, detached.
-        let z = match (&batch.kl, &reference.kl) {
-            (Some(kl), Some(ref_kl)) if with_kl => {
-                let policy_kl = read_all(Transaction::default().register(seq_logps(&frozen, kl, &self.device))).await?;
-                let diffs: Vec<f64> = policy_kl[0].iter().zip(ref_kl).map(|(p, r)| p - r).collect();
-                reference_point(&[&diffs])
-            }
-            _ => 0.0,
+        let policy_kl = match (&batch.kl, &reference.kl) {
+            (Some(kl), Some(_)) if with_kl => Some(seq_logps(&frozen, kl, &self.device)),
+            _ => None,
+        };
+        let z = match (&policy_kl, &reference.kl) {
+            (Some(p), Some(r)) => Some((p.clone() - host_tensor(r, &self.device)).mean().clamp_min(0.0)),
+            _ => None,
         };
         let (model, device) = if backward { (&self.policy, &self.ad_device) } else { (&frozen, &self.device) };
         let policy_logps = seq_logps(model, &batch.main, device);
-        let ref_t = Tensor::<1>::from_data(
-            TensorData::new(reference.main.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]),
-            device,
-        );
-        let loss = kto_losses(policy_logps.clone() - ref_t, z, &batch.labels, cfg).mean();
+        let rewards = policy_logps.clone() - host_tensor(&reference.main, device);
+        let losses = match z {
+            Some(z) => kto_losses_z(rewards, if backward { z.autodiff() } else { z }, &batch.labels, cfg),
+            None => kto_losses(rewards, 0.0, &batch.labels, cfg),
+        };
+        let loss = losses.mean();
         let grads =
             backward.then(|| GradientsParams::from_grads(loss.clone().mul_scalar(scale).backward(), &self.policy));
-        let host = read_all(Transaction::default().register(loss.detach()).register(policy_logps.detach())).await?;
-        let metrics = batch_metrics(&host[1], &reference.main, &batch.labels, z, host[0][0], cfg.beta);
-        Ok((metrics, grads))
+        debug_assert_eq!(reference.main.len(), n);
+        Ok((
+            PendingMicrobatch {
+                loss: loss.detach(),
+                policy_logps: policy_logps.detach(),
+                policy_kl,
+                reference,
+                labels: batch.labels.clone(),
+            },
+            grads,
+        ))
     }
 
-    /// One optimizer step over `grad_accum` microbatches. On a non-finite loss or gradient the
-    /// weights are left untouched and an error says so.
+    /// One optimizer step over `grad_accum` microbatches, with one read-back: the losses, the
+    /// log-probs for the metrics and the gradient norm travel together, after the backward passes
+    /// and before the update. On a non-finite loss or gradient the weights are left untouched and
+    /// an error says so.
     pub async fn step(&mut self, data: &KtoDataset) -> Result<Metrics> {
         let accum = self.cfg.grad_accum;
         let mut acc = GradientsAccumulator::<Model>::new();
-        let mut parts = Vec::with_capacity(accum);
+        let mut pending = Vec::with_capacity(accum);
         for _ in 0..accum {
             let batch = data.batch(self.next_batch);
             self.next_batch += 1;
-            let (m, grads) = self.microbatch(&batch, true, 1.0 / accum as f64).await?;
-            parts.push(m);
+            let (p, grads) = self.queue_microbatch(&batch, true, 1.0 / accum as f64).await?;
+            pending.push(p);
             acc.accumulate(&self.policy, grads.expect("backward requested"));
         }
         let mut grads = acc.grads();
         let mut norm = SquaredNorm { grads: &grads, sum: None };
         self.policy.visit(&mut norm);
-        let sq = match norm.sum {
-            Some(s) => read_all(Transaction::default().register(s)).await?[0][0],
-            None => 0.0,
-        };
-        let grad_norm = sq.sqrt();
+        let sq = norm.sum.unwrap_or_else(|| Tensor::zeros([1], &self.ad_device));
+        let mut tx = Transaction::default();
+        for p in &pending {
+            tx = p.register(tx);
+        }
+        let mut host = read_all(tx.register(sq.clone().inner())).await?.into_iter();
+        let parts: Vec<Metrics> = pending.iter().map(|p| p.metrics(&mut host, self.cfg.loss.beta)).collect();
+        let grad_norm = host.next().and_then(|v| v.first().copied()).unwrap_or(f64::NAN).sqrt();
         let mut metrics = average_metrics(&parts);
         if !metrics.loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -397,7 +468,10 @@ impl Trainer {
                 self.policy.visit(&mut Scale { grads: &mut grads, factor: coef });
             }
         }
-        self.policy = self.optim.step(self.cfg.learning_rate, self.policy.clone(), grads);
+        // Hand the optimizer the only handle to the weights (the reference, a cheap handle copy,
+        // stands in meanwhile) so the backend can update them in place instead of copying.
+        let policy = std::mem::replace(&mut self.policy, self.reference.clone());
+        self.policy = self.optim.step(self.cfg.learning_rate, policy, grads);
         self.step += 1;
         metrics.step = self.step;
         metrics.grad_norm = Some(grad_norm);

@@ -70,6 +70,9 @@ pub struct Model {
     lm_head: Option<Linear>,
     #[module(skip)]
     config: ModelConfig,
+    /// cos/sin of every position's RoPE angles, computed once per model (`None` for GPT-2).
+    #[module(skip)]
+    rope_table: Option<std::sync::Arc<RopeTable>>,
 }
 
 /// One layer's cached keys and values, `[B, KV heads, T, head]` each (`None` before the first call).
@@ -91,46 +94,97 @@ impl KvCache {
     }
 }
 
-/// RoPE rotation tables for the positions of one forward call, `[1, 1, T, head/2]`.
+/// RoPE for the positions of one forward call, as `x·cos + rot(x)·sin` on `[B, T, H, head]`:
+/// `rot` swaps each rotated pair with a sign (a fixed ±1 permutation matrix, so the product is
+/// exact), which keeps RoPE at one small matmul and three elementwise ops, with no slicing or
+/// re-stacking of the pairs. The queries' tables carry the attention scale 1/√head, so the
+/// scores need no pass of their own.
 struct Rope {
     cos: Tensor<4>,
     sin: Tensor<4>,
-    layout: RopeLayout,
+    q_cos: Tensor<4>,
+    q_sin: Tensor<4>,
+    /// `[head, head]`: `x · rot` pairs element i with its partner.
+    rot: Tensor<2>,
+}
+
+/// Host-side RoPE angles for the first positions (up to 8192: a long-context model's full table
+/// would be tens of MB for positions training never reaches), `[pos, head/2]` row-major.
+#[derive(Debug)]
+struct RopeTable {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl RopeTable {
+    fn new(c: &ModelConfig) -> Self {
+        let half = c.head_dim() / 2;
+        let freqs: Vec<f64> =
+            (0..half).map(|j| 1.0 / c.rope_theta.powf((2 * j) as f64 / c.head_dim() as f64)).collect();
+        let n = c.max_seq_len.min(8192);
+        let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
+        for pos in 0..n {
+            for f in &freqs {
+                let (s, co) = (pos as f64 * f).sin_cos();
+                cos.push(co as f32);
+                sin.push(s as f32);
+            }
+        }
+        Self { cos, sin, half }
+    }
 }
 
 impl Rope {
-    fn new(c: &ModelConfig, start: usize, len: usize, device: &Device) -> Self {
-        let half = c.head_dim() / 2;
-        let (mut cos, mut sin) = (Vec::with_capacity(len * half), Vec::with_capacity(len * half));
-        for pos in start..start + len {
-            for j in 0..half {
-                let freq = 1.0 / c.rope_theta.powf((2 * j) as f64 / c.head_dim() as f64);
-                let angle = pos as f64 * freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
+    fn new(c: &ModelConfig, table: &RopeTable, start: usize, len: usize, device: &Device) -> Self {
+        let (half, hd) = (table.half, c.head_dim());
+        let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        // Which pair (angle index) head element i belongs to, and its partner element.
+        let (pair, partner): (fn(usize, usize) -> usize, fn(usize, usize) -> usize) = match c.rope_layout {
+            RopeLayout::Adjacent => (|i, _| i / 2, |i, _| i ^ 1),
+            RopeLayout::RotateHalf => (|i, h| i % h, |i, h| (i + h) % (2 * h)),
+        };
+        let angle = |v: &[f32], trig: fn(f64) -> f64, pos: usize, j: usize| match v.get(pos * half + j) {
+            Some(&x) => x,
+            // Positions past the table (long contexts, generation beyond it) are computed here.
+            None => trig(pos as f64 / c.rope_theta.powf((2 * j) as f64 / hd as f64)) as f32,
+        };
+        let full = |v: &[f32], trig: fn(f64) -> f64, s: f32| -> Vec<f32> {
+            (start..start + len).flat_map(|pos| (0..hd).map(move |i| angle(v, trig, pos, pair(i, half)) * s)).collect()
+        };
+        let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
+        // rot(x)[i] = -x[partner] for the first element of a pair, +x[partner] for the second.
+        let mut rot = vec![0.0f32; hd * hd];
+        for i in 0..hd {
+            let first = match c.rope_layout {
+                RopeLayout::Adjacent => i % 2 == 0,
+                RopeLayout::RotateHalf => i < half,
+            };
+            rot[partner(i, half) * hd + i] = if first { -1.0 } else { 1.0 };
         }
-        let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
-        Rope { cos: t(cos), sin: t(sin), layout: c.rope_layout }
+        Rope {
+            cos: t(full(&table.cos, f64::cos, 1.0)),
+            sin: t(full(&table.sin, f64::sin, 1.0)),
+            q_cos: t(full(&table.cos, f64::cos, scale)),
+            q_sin: t(full(&table.sin, f64::sin, scale)),
+            rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
+        }
     }
 
-    /// Rotate `x: [B, H, T, head]` pair by pair.
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
-        let (x0, x1) = match self.layout {
-            RopeLayout::Adjacent => {
-                let pairs = x.reshape([b, h, t, half, 2]);
-                (pairs.clone().narrow(4, 0, 1).reshape([b, h, t, half]), pairs.narrow(4, 1, 1).reshape([b, h, t, half]))
-            }
-            RopeLayout::RotateHalf => (x.clone().narrow(3, 0, half), x.narrow(3, half, half)),
-        };
-        let r0 = x0.clone() * self.cos.clone() - x1.clone() * self.sin.clone();
-        let r1 = x0 * self.sin.clone() + x1 * self.cos.clone();
-        match self.layout {
-            RopeLayout::Adjacent => Tensor::stack::<5>(vec![r0, r1], 4).reshape([b, h, t, d]),
-            RopeLayout::RotateHalf => Tensor::cat(vec![r0, r1], 3),
-        }
+    /// Rotate keys `x: [B, T, H, head]`.
+    fn keys(&self, x: Tensor<4>) -> Tensor<4> {
+        self.apply(x, &self.cos, &self.sin)
+    }
+
+    /// Rotate queries and scale them by 1/√head.
+    fn queries(&self, x: Tensor<4>) -> Tensor<4> {
+        self.apply(x, &self.q_cos, &self.q_sin)
+    }
+
+    fn apply(&self, x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let [b, t, h, d] = x.dims();
+        let rotated = x.clone().reshape([b * t * h, d]).matmul(self.rot.clone()).reshape([b, t, h, d]);
+        x * cos.clone() + rotated * sin.clone()
     }
 }
 
@@ -144,13 +198,23 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let hd = self.head_dim;
-        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let rotate = |y: Tensor<4>| match rope {
-            Some(r) => r.apply(y),
-            None => y,
-        };
-        let q = rotate(heads(self.wq.forward(x.clone()), self.n_heads));
-        let mut k = rotate(heads(self.wk.forward(x.clone()), self.n_kv_heads));
+        // [B, T, H, head]: RoPE works on this layout; attention on [B, H, T, head].
+        let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
+        let q = split(self.wq.forward(x.clone()), self.n_heads);
+        // Queries leave here already scaled by 1/√head (folded into RoPE's tables, or one multiply
+        // for GPT-2) rather than scaling the larger [B, H, T, T] scores.
+        let q = match rope {
+            Some(r) => r.queries(q),
+            None => q.mul_scalar(1.0 / (hd as f64).sqrt()),
+        }
+        .swap_dims(1, 2);
+        let k = split(self.wk.forward(x.clone()), self.n_kv_heads);
+        let mut k = match rope {
+            Some(r) => r.keys(k),
+            None => k,
+        }
+        .swap_dims(1, 2);
+        let heads = |y: Tensor<3>, n: usize| split(y, n).swap_dims(1, 2);
         let mut v = heads(self.wv.forward(x), self.n_kv_heads);
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
@@ -160,15 +224,14 @@ impl Attention {
             *slot = Some((k.clone(), v.clone()));
         }
         let tk = k.dims()[2];
-        // GQA: KV head j serves query heads j*g .. j*g+g-1.
-        let group = self.n_heads / self.n_kv_heads;
-        let expand = |y: Tensor<4>| {
-            if group == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, group).reshape([b, self.n_heads, tk, hd]) }
-        };
-        let (k, v) = (expand(k), expand(v));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-        let scores = scores.mask_fill(mask.expand([b, self.n_heads, t, tk]), MASKED);
-        let out = softmax(scores, 3).matmul(v);
+        // GQA without copying K/V: KV head j serves query heads j*g .. j*g+g-1, so the g query
+        // heads of a group are stacked along the time axis and share one [T_k, head] matmul.
+        let (kv, g) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
+        let q = q.reshape([b, kv, g * t, hd]);
+        let mask =
+            if g == 1 { mask } else { mask.unsqueeze_dim::<5>(2).expand([b, 1, g, t, tk]).reshape([b, 1, g * t, tk]) };
+        let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.expand([b, kv, g * t, tk]), MASKED);
+        let out = softmax(scores, 3).matmul(v).reshape([b, self.n_heads, t, hd]);
         self.wo.forward(out.swap_dims(1, 2).reshape([b, t, self.n_heads * hd]))
     }
 }
@@ -288,6 +351,7 @@ impl Model {
             norm: norm(c, &w.norm, w.norm_bias.as_ref(), device),
             lm_head: w.lm_head.as_ref().map(|head| linear(head, None, c.vocab_size, d, device)),
             config: c.clone(),
+            rope_table: w.pos_emb.is_none().then(|| std::sync::Arc::new(RopeTable::new(c))),
         }
     }
 
@@ -406,7 +470,10 @@ impl Model {
                 x = x + pos.val().narrow(0, start, t).unsqueeze::<3>();
                 None
             }
-            None => Some(Rope::new(&self.config, start, t, &device)),
+            None => Some(match &self.rope_table {
+                Some(table) => Rope::new(&self.config, table, start, t, &device),
+                None => Rope::new(&self.config, &RopeTable::new(&self.config), start, t, &device),
+            }),
         };
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c[i]);

@@ -66,7 +66,8 @@ test('the wasm module calls its static constructors once (no per-export command_
 
 test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, () => withBrowser({ webgpu: true }, 'webgpu', async (env) => {
     const { page } = env;
-    await openApp(env);
+    // Asked for explicitly: "auto" would take the CPU on this software adapter (tested below).
+    await openApp(env, '?backend=webgpu');
     // The engine itself runs on WebGPU (SwiftShader here), not on the CPU fallback.
     const badge = page.locator('[data-testid=backend]');
     assert.equal(await badge.getAttribute('data-backend'), 'wgpu', await badge.textContent());
@@ -136,7 +137,8 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     for (let s = 0; s < 3; s++) {
       for (const [k, v] of Object.entries(cli[s])) {
         const b = history[s][k];
-        assert.ok(Math.abs(b - v) <= 1e-4, `step ${s + 1} ${k}: browser ${b} vs native ${v}`);
+        // Summed log-probs are ~30 nats: rounding of another summation order (WebGPU vs burn-flex) shows at 1e-5 relative.
+        assert.ok(Math.abs(b - v) <= 1e-4 + 1e-5 * Math.abs(v), `step ${s + 1} ${k}: browser ${b} vs native ${v}`);
       }
     }
 
@@ -215,7 +217,8 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     await page.fill('[data-testid=lora-rank]', '4');
     const lora = await train(page, { steps: 2, batch: 2, lr: 0.01 });
     assertFiniteMetrics(lora);
-    assert.equal(lora[0].loss, 0.5);
+    // Policy == reference at step 0, up to rounding (autodiff and plain forwards sum in different orders).
+    assert.ok(Math.abs(lora[0].loss - 0.5) < 1e-6, `step-0 loss ${lora[0].loss}`);
     const saved = [];
     page.on('download', (d) => saved.push(d));
     await page.click('[data-testid=download-adapter]');

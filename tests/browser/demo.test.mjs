@@ -1,4 +1,5 @@
-// Issue 5 in the browser: the guided "teach a mood" demo on WebGPU, the explainer's curves, and
+// Issue 5 in the browser: the guided "teach a mood" demo on the backend the page picks by itself (the CPU on this
+// software adapter: issue 10), the explainer's curves, and
 // auto-labelling with the sentiment judge.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,11 +11,14 @@ import { openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
 const sig = (x) => 1 / (1 + Math.exp(-x));
 
-test('guided demo (quick) on WebGPU shows before/after numbers from real held-out evaluation; explainer; auto-label', { timeout: 1_800_000 }, () =>
+test('guided demo (quick) on the backend "auto" picks shows before/after numbers from real held-out evaluation; explainer; auto-label', { timeout: 1_800_000 }, () =>
   withBrowser({ webgpu: true }, 'demo', async (env) => {
     const { page } = env;
     await openApp(env);
-    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'wgpu');
+    // SwiftShader is a software adapter: "auto" runs the engine on the CPU and says why.
+    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-software'), 'true');
+    assert.match(await page.getAttribute('[data-testid=backend]', 'title'), /SwiftShader, a software renderer: the CPU backend is faster/);
 
     await view(page, 'demo');
     await page.selectOption('[data-testid=demo-size]', 'quick');

@@ -10,7 +10,7 @@ import { labelsInDb, openApp, view, withBrowser, ROOT } from './harness.mjs';
 
 test('a worker that dies mid-training is replaced; labels kept; CPU offered', { timeout: 900_000 }, () => withBrowser({ webgpu: true }, 'recovery', async (env) => {
   const { page } = env;
-  await openApp(env);
+  await openApp(env, '?backend=webgpu');
   assert.equal(await page.getAttribute('#backend', 'data-backend'), 'wgpu');
   const rows = [
     { prompt: 'Once upon a time', completion: ' there was a happy cat.', label: true },

@@ -58,7 +58,7 @@ test('SmolLM2-135M-Instruct on WebGPU: chat answer, one LoRA KTO step, PEFT expo
   assert.equal(await page.getAttribute('[data-testid=train-message]', 'data-status'), 'done', await page.textContent('[data-testid=train-message]'));
   const history = await page.evaluate(() => window.ktoStudio.views.train.history);
   assert.equal(history.length, 1);
-  assert.equal(history[0].loss, 0.5);
+  assert.ok(Math.abs(history[0].loss - 0.5) < 1e-6, `step-0 loss ${history[0].loss}`); // 0.5 up to rounding
   for (const k of ['loss', 'kl', 'grad_norm', 'logps/chosen', 'logps/rejected']) assert.ok(Number.isFinite(history[0][k]), `${k} = ${history[0][k]}`);
   assert.ok(history[0].grad_norm > 0);
   await env.shot('smollm2-2-lora-step');

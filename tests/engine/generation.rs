@@ -80,7 +80,9 @@ fn padded_batch_rows_equal_their_unpadded_forward() {
     let single = llama.forward(token_ids(&b, 1, &device), &[b.len()]);
     let row = batch.narrow(0, 1, 1).narrow(1, 0, b.len());
     let diff = (row - single).abs().max().into_scalar::<f32>();
-    assert!(diff < 1e-5, "padded row differs by {diff}");
+    // Logits of ~10: 5e-5 is a few ulps, the difference of summing a [T, T] attention of another
+    // width (burn-flex's gemm blocks by shape).
+    assert!(diff < 5e-5, "padded row differs by {diff}");
 }
 
 #[test]

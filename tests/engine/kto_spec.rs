@@ -221,12 +221,11 @@ fn step_zero_on_stories260k_loss_is_half_and_gradient_is_the_closed_form() {
         let batch = data.batch(0);
         let (metrics, grads) = block(trainer.microbatch(&batch, true, 1.0)).unwrap();
         let mean_w = batch.labels.iter().map(|&d| if d { wd } else { wu }).sum::<f64>() / batch.labels.len() as f64;
-        if (wd, wu) == (1.0, 1.0) {
-            assert_eq!(metrics.loss, 0.5, "policy == reference at step 0");
-        }
-        assert!((metrics.loss - 0.5 * mean_w).abs() < 1e-7, "{} vs {}", metrics.loss, 0.5 * mean_w);
-        assert_eq!(metrics.kl, 0.0);
-        assert_eq!(metrics.rewards_margins, Some(0.0));
+        // policy == reference at step 0, up to rounding: burn-flex's autodiff forward (the policy's)
+        // sums in another order than its plain one (the cached reference's), ~1e-7 relative.
+        assert!((metrics.loss - 0.5 * mean_w).abs() < 1e-6, "{} vs {}", metrics.loss, 0.5 * mean_w);
+        assert_eq!(metrics.kl, 0.0, "z compares the policy and reference on the same (plain) path: exactly 0");
+        assert!(metrics.rewards_margins.unwrap().abs() < 1e-6, "{:?}", metrics.rewards_margins);
         let grads = grads.unwrap();
 
         // Closed form: grad = β/(4B) · (λ_U Σ_undesirable ∇logp_i − λ_D Σ_desirable ∇logp_i).

@@ -1,6 +1,7 @@
-//! Engine tests on the real stories260K model, on the CPU (ndarray) and wgpu (Vulkan) backends.
+//! Engine tests on the real stories260K model, on the CPU (burn-flex) and wgpu (Vulkan) backends.
 //! One test binary (linking burn once is what takes time).
 
+mod bench;
 mod cli;
 mod common;
 mod data_and_batching;

@@ -88,7 +88,9 @@ fn check_arch(arch: &str) {
         let m = block(trainer.step(&data)).unwrap();
         let got = serde_json::to_value(&m).unwrap();
         if k == 0 {
-            assert_eq!(m.loss, 0.5, "{arch}: the step-0 loss is exactly 0.5");
+            // 0.5 up to rounding (the policy's autodiff forward and the reference's plain one sum
+            // in different orders on the CPU backend).
+            assert!((m.loss - 0.5).abs() < 1e-6, "{arch}: the step-0 loss is 0.5, got {}", m.loss);
             close(
                 &format!("{arch} step 1 grad_norm"),
                 m.grad_norm.unwrap(),

@@ -28,11 +28,14 @@ const app = {
     const info = await this.engine.call('init', { backend: choice });
     this.backend = info;
     const a = info.adapter || {};
+    const name = a.description || a.architecture || a.vendor || 'adapter';
     badge.textContent = info.backend === 'wgpu'
-      ? `WebGPU · ${a.description || a.architecture || a.vendor || 'adapter'}`
-      : 'CPU (wasm)';
+      ? `WebGPU · ${name}${info.software ? ' (software adapter: slow)' : ''}`
+      : `CPU (wasm)${info.autoReason ? ' · auto' : ''}`;
+    badge.title = info.autoReason ? `Chosen automatically: ${info.autoReason}. The backend menu switches it.` : '';
     badge.dataset.backend = info.backend;
     badge.dataset.adapter = JSON.stringify(a);
+    badge.dataset.software = String(!!info.software);
     notice(info.fallbackReason ? `Running on the CPU: ${info.fallbackReason}.` : '');
     return info;
   },

@@ -1,7 +1,8 @@
 // The page <-> worker message protocol, and the page-side client for it.
 //
 // Requests (page -> worker): { id, type, ...args }
-//   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, fallbackReason? }
+//   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, software, autoReason?, fallbackReason? }
+//             ('auto': WebGPU on a hardware adapter, the CPU on a software one; autoReason says why)
 //   load      { name, files: [{ name, bytes: ArrayBuffer }] } -> model info {name, format, config, parameters, chat, lora}
 //             (a .gguf; a Hugging Face folder's config.json + *.safetensors + tokenizer*.json; or llama2.c .bin + tok*.bin)
 //   generate  { prompt, n, sampling, which: 'base'|'trained', chat } -> [{ ids, text, finished }]
@@ -28,6 +29,7 @@
 //   autoLabel { samples: [{prompt,text,tokens,score}], rule } -> { rows, desirable_weight, undesirable_weight }
 //   heldout   { which, sets, recipe }                       -> { summary, nll_per_token, samples }
 //   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
+//   bench     { steps, batch, seqLen, genTokens }           -> the engine's benchmark (src/bench.rs) on the loaded model
 //                                                           -> { desirable: number[], undesirable: number[] }
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.

@@ -21,19 +21,40 @@ async function initDevice(args) {
   return info;
 }
 
+/** A software adapter emulates the GPU on the CPU (SwiftShader, llvmpipe/lavapipe, WARP): burn's
+ *  WGSL kernels run there 10-30x slower than the wasm CPU backend (BENCHMARKS.md). `null` when
+ *  the adapter looks like hardware. */
+function softwareAdapter(a) {
+  if (a.isFallbackAdapter) return 'the browser marks it as a fallback adapter';
+  const text = [a.vendor, a.architecture, a.description].filter(Boolean).join(' ');
+  const m = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render|warp/i.exec(text);
+  return m ? `it is ${m[0].toLowerCase() === 'swiftshader' ? 'SwiftShader' : m[0]}, a software renderer` : null;
+}
+
+const cpuAdapter = { description: 'CPU (wasm)' };
+
+/** 'auto' takes WebGPU on a hardware adapter and the CPU otherwise, and says why (`autoReason`). */
 async function initBackend({ backend }) {
-  if (backend === 'cpu') return { ...(await engine.init('cpu')), adapter: { description: 'CPU (wasm)' } };
+  if (backend === 'cpu') return { ...(await engine.init('cpu')), adapter: cpuAdapter };
   const { adapter, reason } = await adapterInfo();
   if (adapter) {
+    const software = backend === 'auto' ? softwareAdapter(adapter) : null;
+    if (software) {
+      return {
+        ...(await engine.init('cpu')), adapter: cpuAdapter, webgpuAdapter: adapter, software: true,
+        autoReason: `WebGPU is available but ${software}: the CPU backend is faster here`,
+      };
+    }
     try {
-      return { ...(await engine.init('wgpu')), adapter };
+      const info = await engine.init('wgpu');
+      return { ...info, adapter, software: !!softwareAdapter(adapter), autoReason: backend === 'auto' ? 'a hardware GPU adapter' : undefined };
     } catch (e) {
       if (backend === 'webgpu') throw e;
-      return { ...(await engine.init('cpu')), adapter: { description: 'CPU (wasm)' }, fallbackReason: `WebGPU failed: ${e.message}` };
+      return { ...(await engine.init('cpu')), adapter: cpuAdapter, fallbackReason: `WebGPU failed: ${e.message}` };
     }
   }
   if (backend === 'webgpu') throw new Error(reason);
-  return { ...(await engine.init('cpu')), adapter: { description: 'CPU (wasm)' }, fallbackReason: reason };
+  return { ...(await engine.init('cpu')), adapter: cpuAdapter, fallbackReason: reason };
 }
 
 const MiB = 1024 * 1024;
@@ -121,6 +142,7 @@ const handlers = {
   autoLabel: ({ samples, rule }) => engine.auto_label_rows(samples, rule),
   heldout: ({ which, sets, recipe }) => engine.heldout_eval(which, sets, recipe),
   lossCurve: ({ r, z, loss }) => engine.loss_curve(Float64Array.from(r), z, loss),
+  bench: ({ steps = 10, batch = 8, seqLen = 64, genTokens = 128 }) => engine.bench(steps, batch, seqLen, genTokens),
 };
 
 self.onmessage = async ({ data }) => {
