@@ -24,7 +24,7 @@ unsafe extern "C" {
 
 /// Runs once when the module is instantiated. cubecl registers kernels through static
 /// constructors; if nothing calls them here, wasm-ld wraps every export in a stub that re-runs
-/// them all on each call (a 10x slowdown, see ../shared/docs/wasm_webgpu_notes.md).
+/// them all on each call (a 10x slowdown, see docs/wasm.md).
 #[wasm_bindgen(start)]
 pub fn start() {
     unsafe { __wasm_call_ctors() };

@@ -1,4 +1,4 @@
-//! Tokenization and batching exactly as TRL's `KTOTrainer` (see `../shared/docs/trl_conventions.md`):
+//! Tokenization and batching exactly as TRL's `KTOTrainer` (see `docs/kto.md`, "From rows to tensors"):
 //! EOS appended as text, prompt and prompt+completion tokenized jointly and split at their common
 //! prefix, KL completions rotated by one inside each batch-sized chunk, right truncation and padding.
 

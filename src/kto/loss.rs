@@ -1,4 +1,4 @@
-//! The KTO loss (`../shared/docs/kto_spec.md` §1, TRL `_compute_loss`) and its metrics.
+//! The KTO loss (`docs/kto.md`, TRL `_compute_loss`) and its metrics.
 //!
 //! Implied reward r = log πθ(y|x) − log πref(y|x) (summed completion log-probs). Reference point
 //! z = max(0, mean KL log-ratio on mismatched pairs), a detached constant. Desirable rows lose

@@ -251,3 +251,23 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     assert.ok((await page.evaluate(() => window.ktoStudio.views.train.history.length)) < 200);
     assertOnlyOwnAssets(env);
 }));
+
+test('auto backend: a software WebGPU adapter is detected and the faster CPU backend chosen, with the reason', { timeout: 300_000 }, () => withBrowser({ webgpu: true }, 'auto-backend', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  const badge = page.locator('[data-testid=backend]');
+  // WebGPU is there (SwiftShader), but "auto" runs the engine on the CPU and says why.
+  assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), true, 'this browser has a WebGPU adapter');
+  assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
+  assert.equal(await badge.getAttribute('data-software'), 'true');
+  assert.match(await badge.textContent(), /CPU \(wasm\) · auto/);
+  assert.match(await badge.getAttribute('title'), /Chosen automatically: WebGPU is available but it is SwiftShader, a software renderer: the CPU backend is faster here/);
+  // The CPU backend is the faster one here: the engine's own benchmark on both, same page session.
+  const cpu = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 2, genTokens: 4 }));
+  // The user can still switch: WebGPU is then used, and labelled as a software adapter.
+  await page.selectOption('[data-testid=backend-choice]', 'webgpu');
+  await page.waitForFunction(() => document.querySelector('[data-testid=backend]').dataset.backend === 'wgpu', null, { timeout: 120_000 });
+  assert.match(await badge.textContent(), /WebGPU · .*\(software adapter: slow\)/);
+  const gpu = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 1, genTokens: 4 }));
+  assert.ok(cpu.kto_step_ms < gpu.kto_step_ms, `CPU ${cpu.kto_step_ms} ms/step vs WebGPU ${gpu.kto_step_ms} ms/step`);
+}));

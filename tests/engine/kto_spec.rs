@@ -1,5 +1,5 @@
-//! The hand-checked cases T1–T10 of `../shared/docs/kto_spec.md` §7 and the step-0 identities of
-//! the TRL conventions, run through the engine's own loss code (autodiff on the CPU backend).
+//! Ten hand-checked cases of the KTO loss (T1–T10: values worked out by hand in each test) and the
+//! step-0 identities of `docs/kto.md`, run through the engine's own loss code (autodiff on the CPU backend).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
