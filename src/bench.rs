@@ -81,22 +81,29 @@ pub fn train_config(cfg: &BenchConfig) -> TrainConfig {
     }
 }
 
-/// Matmul FLOPs of one forward over `rows × len` padded tokens (projections, attention, classifier).
-pub fn forward_flops(c: &ModelConfig, rows: usize, len: usize) -> f64 {
+/// Matmul FLOPs of one forward over `rows × len` padded tokens (projections, attention) whose
+/// classifier runs at `classified` positions (the trainer classifies only those that predict a
+/// completion token).
+pub fn forward_flops(c: &ModelConfig, rows: usize, len: usize, classified: usize) -> f64 {
     let n = (rows * len) as f64;
     let (d, h, q, kv, v) =
         (c.dim as f64, c.hidden_dim as f64, c.q_dim() as f64, c.kv_dim() as f64, c.vocab_size as f64);
     let mlp = if c.arch == Arch::Llama { 3.0 } else { 2.0 };
     let per_layer = 2.0 * n * (d * q + 2.0 * d * kv + q * d + mlp * d * h)
         + 4.0 * (rows as f64) * (c.n_heads as f64) * (len as f64).powi(2) * c.head_dim() as f64;
-    per_layer * c.n_layers as f64 + 2.0 * n * d * v
+    per_layer * c.n_layers as f64 + 2.0 * classified as f64 * d * v
+}
+
+/// Positions of a collated batch whose next token is a completion token.
+fn classified(c: &crate::kto::Collated) -> usize {
+    (0..c.batch).map(|r| c.completion_mask[r * c.len + 1..(r + 1) * c.len].iter().filter(|&&m| m != 0.0).count()).sum()
 }
 
 /// A training step's matmul FLOPs: the KL forward, the main forward and its backward (twice the
 /// forward: gradients of inputs and of weights; LoRA's frozen weights need only the former).
 pub fn step_flops(c: &ModelConfig, batch: &KtoBatch, lora: bool) -> f64 {
-    let main = forward_flops(c, batch.main.batch, batch.main.len);
-    let kl = batch.kl.as_ref().map_or(0.0, |k| forward_flops(c, k.batch, k.len));
+    let main = forward_flops(c, batch.main.batch, batch.main.len, classified(&batch.main));
+    let kl = batch.kl.as_ref().map_or(0.0, |k| forward_flops(c, k.batch, k.len, classified(k)));
     kl + main * if lora { 2.0 } else { 3.0 }
 }
 

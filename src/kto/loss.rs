@@ -5,8 +5,11 @@
 //! λ_D·(1 − σ(β(r − z))): a gain relative to z; undesirable rows lose λ_U·(1 − σ(β(z − r))).
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use super::batch::Collated;
+use crate::model::Model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +52,44 @@ pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: T
     let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
     let token_logp = (logits.gather(2, targets) - lse).reshape([b, t - 1]);
     (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
+}
+
+/// [`sequence_logps`] of `model` on the collated rows, computing the classifier (and its
+/// logsumexp) only at the positions that predict a completion token: prompt and padding positions
+/// never reach the `[·, V]` matmul. With long prompts or a large vocabulary that is most of it.
+pub fn completion_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
+    let (b, t) = (c.batch, c.len);
+    let (mut positions, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+    for row in 0..b {
+        for i in 0..t.saturating_sub(1) {
+            let w = c.completion_mask[row * t + i + 1];
+            if w != 0.0 {
+                positions.push((row * t + i) as i32);
+                targets.push(c.ids[row * t + i + 1] as i32);
+                owners.push((row, w));
+            }
+        }
+    }
+    let hidden = model.hidden(c.ids_tensor(device), &c.lengths);
+    let n = positions.len();
+    if n == 0 {
+        // No completion token predicted: an empty sum, kept on the graph (see sequence_logps).
+        return Tensor::zeros([b], device) + hidden.sum() * 0.0;
+    }
+    let d = hidden.dims()[2];
+    let picked =
+        hidden.reshape([b * t, d]).select(0, Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), device));
+    let logits = model.classify(picked);
+    let max = logits.clone().detach().max_dim(1);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
+    let token_logp = logits.gather(1, targets) - lse;
+    // Row sums as one [B, N] · [N, 1] product with the completion-mask weights.
+    let mut w = vec![0.0f32; b * n];
+    for (j, (row, m)) in owners.into_iter().enumerate() {
+        w[row * n + j] = m;
+    }
+    Tensor::<2>::from_data(TensorData::new(w, [b, n]), device).matmul(token_logp).reshape([b])
 }
 
 /// z0: the mean of the per-group mean KL log-ratios, then clamped at 0 (TRL averages each

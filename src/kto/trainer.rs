@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::{Collated, KtoBatch, KtoDataset};
 use super::data::KtoExample;
 use super::loss::{
-    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, kto_losses, kto_losses_z, reference_point,
-    sequence_logps,
+    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, completion_logps, kto_losses, kto_losses_z,
+    reference_point,
 };
 use crate::device::read_all;
 use crate::error::config_err;
@@ -167,9 +167,7 @@ fn batch_key(batch: &KtoBatch, with_kl: bool) -> u64 {
 }
 
 fn seq_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
-    let ids = c.ids_tensor(device);
-    let logits = model.forward(ids.clone(), &c.lengths);
-    sequence_logps(logits, ids, c.mask_tensor(device))
+    completion_logps(model, c, device)
 }
 
 /// One microbatch's results still on the device, read with the step's other values.

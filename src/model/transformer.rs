@@ -421,6 +421,17 @@ impl Model {
     /// (padding keys are masked; padded query rows produce logits that callers mask out).
     pub fn forward(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
         let [b, t] = ids.dims();
+        self.classify(self.hidden(ids, lengths).reshape([b * t, self.config.dim])).reshape([
+            b,
+            t,
+            self.config.vocab_size,
+        ])
+    }
+
+    /// The final (normed) hidden states `[B, T, dim]` of a padded batch, before the classifier:
+    /// callers that need a few positions' logits classify only those (`classify`).
+    pub fn hidden(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
+        let [b, t] = ids.dims();
         let device = ids.device();
         let mut mask = Vec::with_capacity(b * t * t);
         for &len in lengths {
@@ -430,6 +441,14 @@ impl Model {
         }
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, t]), &device);
         self.run(ids, 0, mask, None)
+    }
+
+    /// Logits `[N, V]` of hidden states `[N, dim]`.
+    pub fn classify(&self, x: Tensor<2>) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.tok_emb.val().transpose()),
+        }
     }
 
     /// Logits `[B, T, V]` for `ids` that continue the sequences in `cache` (all rows same length).
@@ -448,9 +467,9 @@ impl Model {
         if cache.layers.is_empty() {
             cache.layers = (0..self.blocks.len()).map(|_| None).collect();
         }
-        let logits = self.run(ids, start, mask, Some(&mut cache.layers));
+        let x = self.run(ids, start, mask, Some(&mut cache.layers));
         cache.len = tk;
-        logits
+        self.classify(x.reshape([b * t, self.config.dim])).reshape([b, t, self.config.vocab_size])
     }
 
     fn run(
@@ -464,7 +483,7 @@ impl Model {
         let device = ids.device();
         let d = self.config.dim;
         let emb = self.tok_emb.val();
-        let mut x = emb.clone().select(0, ids.reshape([b * t])).reshape([b, t, d]);
+        let mut x = emb.select(0, ids.reshape([b * t])).reshape([b, t, d]);
         let rope = match &self.pos_emb {
             Some(pos) => {
                 x = x + pos.val().narrow(0, start, t).unsqueeze::<3>();
@@ -479,12 +498,7 @@ impl Model {
             let slot = cache.as_deref_mut().map(|c| &mut c[i]);
             x = block.forward(x, rope.as_ref(), mask.clone(), slot);
         }
-        let x = self.norm.forward(x);
-
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.reshape([b * t, d]).matmul(emb.transpose()).reshape([b, t, self.config.vocab_size]),
-        }
+        self.norm.forward(x)
     }
 }
 

@@ -14,14 +14,19 @@ fn step_flops_are_the_hand_count_for_stories260k() {
     // Per layer, 512 tokens: q and o 64×64, k and v 64×32, three 64×172 MLP matrices (2 FLOP per
     // multiply-add), plus QKᵀ and PV over 8 heads of 8 dims, 64×64 positions per row.
     let layer = 2 * 512 * (64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 172) + 2 * 2 * 8 * 8 * 64 * 64 * 8;
-    let fwd = (5 * layer + 2 * 512 * 64 * 512) as f64;
-    assert_eq!(forward_flops(c, 8, 64), fwd);
+    // The classifier (64 → 512) runs only at the positions that predict a completion token.
+    let fwd_at = |classified: usize| (5 * layer + 2 * classified * 64 * 512) as f64;
+    assert_eq!(forward_flops(c, 8, 64, 100), fwd_at(100));
     let cfg = BenchConfig::default();
     let data = train_config(&cfg).dataset(&m.tokenizer, &kto_studio::bench::examples(cfg.batch)).unwrap();
     let batch = data.batch(0);
     assert_eq!((batch.main.batch, batch.main.len), (8, 64));
+    let predicting = |c: &kto_studio::kto::Collated| -> usize {
+        (0..c.batch).map(|r| (1..c.len).filter(|&i| c.completion_mask[r * c.len + i] == 1.0).count()).sum()
+    };
+    let fwd = fwd_at(predicting(&batch.main));
     let kl = batch.kl.as_ref().unwrap();
-    let kl_fwd = forward_flops(c, kl.batch, kl.len);
+    let kl_fwd = forward_flops(c, kl.batch, kl.len, predicting(kl));
     assert_eq!(step_flops(c, &batch, false), kl_fwd + 3.0 * fwd, "KL forward + main forward + backward (2×)");
     assert_eq!(step_flops(c, &batch, true), kl_fwd + 2.0 * fwd, "LoRA: the frozen weights need input gradients only");
 }
