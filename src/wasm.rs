@@ -455,12 +455,19 @@ pub async fn loss_curve(r: Vec<f64>, z: f64, loss: JsValue) -> Result<JsValue, J
 }
 
 /// The engine's benchmark (`crate::bench`, the same as `kto bench`) on the loaded model and the
-/// current device: `{steps, batch, seq_len, gen_tokens}` in, the result object out.
+/// current device; `lora_rank` 0 is full fine-tuning, `chat` wraps the rows in the chat template.
 #[wasm_bindgen]
-pub async fn bench(steps: usize, batch: usize, seq_len: usize, gen_tokens: usize) -> Result<JsValue, JsError> {
+pub async fn bench(
+    steps: usize,
+    batch: usize,
+    seq_len: usize,
+    gen_tokens: usize,
+    lora_rank: usize,
+    chat: bool,
+) -> Result<JsValue, JsError> {
     let ((device, kind), bundle) =
         with(|s| Ok((need(&s.device, "initialize a backend")?, need(&s.bundle, "load a model")?)))?;
-    let cfg = crate::bench::BenchConfig { steps, batch, seq_len, gen_tokens, ..Default::default() };
+    let cfg = crate::bench::BenchConfig { steps, batch, seq_len, gen_tokens, lora_rank, chat };
     let now = || js_sys::Date::now();
     let r = crate::bench::run(&bundle, &device, kind, &cfg, &now).await.map_err(js_err)?;
     to_js(&r)

@@ -2,6 +2,7 @@
 // 8 rows x 64 tokens, 128 greedy tokens, the matmul rate) run by the wasm engine in the page's worker on each
 // backend asked for, and the native CLI's CPU backend in the same run for the ratio.
 // Usage: node tests/browser/bench.mjs [backends, default cpu,webgpu] [steps]
+//   MODEL=file.gguf LORA=8 CHAT=1 GEN=16 SEQ=64: another model (opened through the page's file picker), LoRA, chat rows.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { launch, openApp } from './harness.mjs';
@@ -10,16 +11,23 @@ const backends = (process.argv[2] || 'cpu,webgpu').split(',');
 const steps = Number(process.argv[3] || 10);
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
 
+const { MODEL, LORA = '0', CHAT, GEN = '128', SEQ = '64' } = process.env;
+const opts = { steps, seqLen: Number(SEQ), genTokens: Number(GEN), loraRank: Number(LORA), chat: !!CHAT };
 const rows = [];
-const native = JSON.parse(execFileSync(KTO, ['bench', '--backends', 'cpu', '--steps', String(steps), '--rounds', '1'], { encoding: 'utf8' })
-  .trim().split('\n').pop()).result;
+const nativeArgs = ['bench', '--backends', 'cpu', '--steps', String(steps), '--rounds', '1', '--gen-tokens', GEN, '--seq-len', SEQ,
+  '--lora-rank', LORA, ...(MODEL ? ['--model', MODEL] : []), ...(CHAT ? ['--chat'] : [])];
+const native = JSON.parse(execFileSync(KTO, nativeArgs, { encoding: 'utf8' }).trim().split('\n').pop()).result;
 rows.push({ where: 'native', ...native });
 console.log(JSON.stringify(rows.at(-1)));
 for (const backend of backends) {
   const env = await launch({ webgpu: backend === 'webgpu' });
   try {
     await openApp(env, `?backend=${backend}`);
-    const result = await env.page.evaluate((steps) => window.ktoStudio.app.engine.call('bench', { steps }), steps);
+    if (MODEL) {
+      await env.page.setInputFiles('[data-testid=model-files]', MODEL);
+      await env.page.waitForFunction(() => !/stories260K/.test(document.querySelector('[data-testid=model-name]')?.textContent || 'stories260K'), null, { timeout: 600_000 });
+    }
+    const result = await env.page.evaluate((o) => window.ktoStudio.app.engine.call('bench', o), opts);
     const badge = await env.page.textContent('[data-testid=backend]');
     const isolated = await env.page.evaluate(() => self.crossOriginIsolated);
     rows.push({ where: 'browser', adapter: badge, crossOriginIsolated: isolated, ...result });

@@ -29,7 +29,7 @@
 //   autoLabel { samples: [{prompt,text,tokens,score}], rule } -> { rows, desirable_weight, undesirable_weight }
 //   heldout   { which, sets, recipe }                       -> { summary, nll_per_token, samples }
 //   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
-//   bench     { steps, batch, seqLen, genTokens }           -> the engine's benchmark (src/bench.rs) on the loaded model
+//   bench     { steps, batch, seqLen, genTokens, loraRank, chat } -> the engine's benchmark (src/bench.rs) on the loaded model
 //                                                           -> { desirable: number[], undesirable: number[] }
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.

@@ -142,7 +142,8 @@ const handlers = {
   autoLabel: ({ samples, rule }) => engine.auto_label_rows(samples, rule),
   heldout: ({ which, sets, recipe }) => engine.heldout_eval(which, sets, recipe),
   lossCurve: ({ r, z, loss }) => engine.loss_curve(Float64Array.from(r), z, loss),
-  bench: ({ steps = 10, batch = 8, seqLen = 64, genTokens = 128 }) => engine.bench(steps, batch, seqLen, genTokens),
+  bench: ({ steps = 10, batch = 8, seqLen = 64, genTokens = 128, loraRank = 0, chat = false }) =>
+    engine.bench(steps, batch, seqLen, genTokens, loraRank, chat),
 };
 
 self.onmessage = async ({ data }) => {
