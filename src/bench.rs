@@ -195,35 +195,3 @@ pub async fn run(
         generate_tokens_per_s: out[0].ids.len() as f64 / (gen_ms / 1e3),
     })
 }
-
-/// The workload as the PyTorch reference (`tests/reference/torch_bench.py`) reads it: the same
-/// collated rows, labels and hyper-parameters.
-#[derive(Debug, Serialize)]
-pub struct TorchWorkload<'a> {
-    pub model: String,
-    pub threads: usize,
-    pub main: Rows<'a>,
-    pub kl: Rows<'a>,
-    pub labels: &'a [bool],
-    pub beta: f64,
-    pub desirable_weight: f64,
-    pub undesirable_weight: f64,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub max_grad_norm: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Rows<'a> {
-    pub batch: usize,
-    pub len: usize,
-    pub ids: &'a [u32],
-    pub lengths: &'a [usize],
-    pub completion_mask: &'a [f32],
-}
-
-impl<'a> Rows<'a> {
-    pub fn of(c: &'a crate::kto::Collated) -> Self {
-        Rows { batch: c.batch, len: c.len, ids: &c.ids, lengths: &c.lengths, completion_mask: &c.completion_mask }
-    }
-}

@@ -1,6 +1,8 @@
 //! `kto`: the engine from the command line — generate, train, eval, bench. Generated text goes to
 //! stdout; logs and progress go to stderr.
 
+mod bench;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -414,7 +416,7 @@ async fn run(cli: Cli) -> Result<()> {
         };
         let kinds: Vec<BackendKind> = backends.iter().map(|&b| b.into()).collect();
         let torch = torch.clone().or_else(|| std::env::var_os("KTO_TORCH_PYTHON").map(PathBuf::from));
-        return bench(&bundle, &kinds, &cfg, torch.as_deref(), (*rounds).max(1)).await;
+        return bench::bench(&bundle, &kinds, &cfg, torch.as_deref(), (*rounds).max(1)).await;
     }
     let device = device::init(backend)?;
     match cli.command {
@@ -699,121 +701,7 @@ fn log_dataset(examples: &[KtoExample], data: &kto_studio::kto::KtoDataset, cfg:
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
-}
-
-/// Each round times every backend, then PyTorch (alternating, so drifts in the machine's speed hit
-/// both); prints one JSON line per backend and round, then the medians and the ratios.
-async fn bench(
-    bundle: &ModelBundle,
-    kinds: &[BackendKind],
-    cfg: &BenchConfig,
-    torch: Option<&Path>,
-    rounds: usize,
-) -> Result<()> {
-    let start = Instant::now();
-    let now = move || start.elapsed().as_secs_f64() * 1e3;
-    let workload = match torch {
-        Some(_) => Some(torch_workload(bundle, cfg)?),
-        None => None,
-    };
-    let mut engine: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
-    let mut reference: Vec<(String, Vec<f64>)> = Vec::new();
-    for round in 1..=rounds {
-        for (i, &kind) in kinds.iter().enumerate() {
-            let r = kto_studio::bench::run(bundle, &device::init(kind)?, kind, cfg, &now).await?;
-            println!("{}", serde_json::json!({ "round": round, "result": r }));
-            engine[i].push(r.kto_step_ms);
-        }
-        if let (Some(python), Some(path)) = (torch, &workload) {
-            for (j, imp) in ["lean", "transformers"].into_iter().enumerate() {
-                let ms = torch_round(python, path, imp, cfg.steps)?;
-                println!("{}", serde_json::json!({ "round": round, "pytorch": imp, "kto_step_ms": ms }));
-                if reference.len() <= j {
-                    reference.push((imp.to_string(), Vec::new()));
-                }
-                reference[j].1.push(ms);
-            }
-        }
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    eprintln!(
-        "\nmedian ms / KTO step over {rounds} round(s), {} × {} tokens, {threads} threads:",
-        cfg.batch, cfg.seq_len
-    );
-    let medians: Vec<(String, f64)> = kinds
-        .iter()
-        .zip(engine)
-        .map(|(k, t)| (format!("kto {k}"), median(t)))
-        .chain(reference.into_iter().map(|(imp, t)| (format!("pytorch {imp}"), median(t))))
-        .collect();
-    for (name, ms) in &medians {
-        let vs: Vec<String> = medians
-            .iter()
-            .filter(|(other, _)| other.starts_with("pytorch") && other != name)
-            .map(|(other, o)| format!("{:.2}× the speed of {other}", o / ms))
-            .collect();
-        eprintln!("  {name:<22} {ms:>9.1} ms   {}", vs.join(", "));
-    }
-    Ok(())
-}
-
-/// Write the bench batch for `tests/reference/torch_bench.py`; returns the file's path.
-fn torch_workload(bundle: &ModelBundle, cfg: &BenchConfig) -> Result<PathBuf> {
-    let (true, Some(model)) = (bundle.format == "llama2.c", bundle.files.first()) else {
-        return Err(Error::Config(
-            "the PyTorch reference reads llama2.c models (the built-in stories260K); leave out --torch for this model"
-                .into(),
-        ));
-    };
-    if cfg.lora_rank > 0 || cfg.chat {
-        return Err(Error::Config(
-            "the PyTorch reference times full fine-tuning of plain rows: leave out --lora-rank and --chat".into(),
-        ));
-    }
-    let tcfg = kto_studio::bench::train_config(cfg);
-    let data = tcfg.dataset(&bundle.tokenizer, &kto_studio::bench::examples(cfg.batch))?;
-    let batch = data.batch(0);
-    let kl = batch.kl.as_ref().ok_or_else(|| Error::Config("the bench batch has no KL rows".into()))?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let w = kto_studio::bench::TorchWorkload {
-        model: model.clone(),
-        threads,
-        main: kto_studio::bench::Rows::of(&batch.main),
-        kl: kto_studio::bench::Rows::of(kl),
-        labels: &batch.labels,
-        beta: tcfg.loss.beta,
-        desirable_weight: tcfg.loss.desirable_weight,
-        undesirable_weight: tcfg.loss.undesirable_weight,
-        lr: tcfg.learning_rate,
-        weight_decay: tcfg.weight_decay,
-        max_grad_norm: tcfg.max_grad_norm.unwrap_or(f64::INFINITY),
-    };
-    let path = std::env::temp_dir().join(format!("kto-bench-workload-{}.json", std::process::id()));
-    std::fs::write(&path, serde_json::to_vec(&w).map_err(|e| Error::Config(e.to_string()))?)
-        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
-}
-
-fn torch_round(python: &Path, workload: &Path, imp: &str, steps: usize) -> Result<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/torch_bench.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg(workload)
-        .args(["--impl", imp, "--steps", &steps.to_string()])
-        .output()
-        .map_err(|e| Error::Config(format!("cannot run {}: {e}", python.display())))?;
-    if !out.status.success() {
-        return Err(Error::Config(format!(
-            "the PyTorch reference failed ({}): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        )));
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(line.trim())
-        .map_err(|e| Error::Config(format!("unexpected output from the PyTorch reference ({e}): {line}")))?;
-    v["kto_step_ms"].as_f64().ok_or_else(|| Error::Config(format!("no kto_step_ms in {line}")))
 }
