@@ -44,14 +44,19 @@ pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: T
         // `sum * 0` keeps the result on the logits' autodiff graph, so backward() still runs.
         return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
     }
-    // log p(target) = logit(target) − logsumexp(logits): no [B, T, V] log-softmax tensor (nor its
-    // backward). The max is detached: it only keeps exp() in range and cancels in the gradient.
-    let logits = logits.narrow(1, 0, t - 1);
-    let max = logits.clone().detach().max_dim(2);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
     let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
-    let token_logp = (logits.gather(2, targets) - lse).reshape([b, t - 1]);
+    let token_logp = target_logps(logits.narrow(1, 0, t - 1), targets).reshape([b, t - 1]);
     (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
+}
+
+/// log p(target) along the last axis = logit(target) − logsumexp(logits): no log-softmax tensor
+/// over the vocabulary (nor its backward). The max is detached: it only keeps exp() in range and
+/// cancels in the gradient. `targets` has the logits' shape with 1 in the last axis.
+fn target_logps<const D: usize>(logits: Tensor<D>, targets: Tensor<D, Int>) -> Tensor<D> {
+    let v = D - 1;
+    let max = logits.clone().detach().max_dim(v);
+    let lse = (logits.clone() - max.clone()).exp().sum_dim(v).log() + max;
+    logits.gather(v, targets) - lse
 }
 
 /// [`sequence_logps`] of `model` on the collated rows, computing the classifier (and its
@@ -79,11 +84,8 @@ pub fn completion_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<
     let d = hidden.dims()[2];
     let picked =
         hidden.reshape([b * t, d]).select(0, Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), device));
-    let logits = model.classify(picked);
-    let max = logits.clone().detach().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
-    let token_logp = logits.gather(1, targets) - lse;
+    let token_logp = target_logps(model.classify(picked), targets);
     // Row sums as one [B, N] · [N, 1] product with the completion-mask weights.
     let mut w = vec![0.0f32; b * n];
     for (j, (row, m)) in owners.into_iter().enumerate() {

@@ -13,11 +13,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{Collated, KtoBatch, KtoDataset};
+use super::batch::{KtoBatch, KtoDataset};
 use super::data::KtoExample;
 use super::loss::{
     KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, completion_logps, kto_losses, kto_losses_z,
-    reference_point,
 };
 use crate::device::read_all;
 use crate::error::config_err;
@@ -166,41 +165,33 @@ fn batch_key(batch: &KtoBatch, with_kl: bool) -> u64 {
     h.finish()
 }
 
-fn seq_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
-    completion_logps(model, c, device)
-}
-
 /// One microbatch's results still on the device, read with the step's other values.
 struct PendingMicrobatch {
     loss: Tensor<1>,
     policy_logps: Tensor<1>,
-    policy_kl: Option<Tensor<1>>,
-    reference: RefLogps,
+    /// The reference point the loss used (`None`: z ≡ 0).
+    z: Option<Tensor<1>>,
+    reference_main: Vec<f64>,
     labels: Vec<bool>,
 }
 
 impl PendingMicrobatch {
     fn register(&self, tx: Transaction) -> Transaction {
         let tx = tx.register(self.loss.clone().inner()).register(self.policy_logps.clone().inner());
-        match &self.policy_kl {
-            Some(kl) => tx.register(kl.clone()),
+        match &self.z {
+            Some(z) => tx.register(z.clone()),
             None => tx,
         }
     }
 
-    /// Metrics from the values `register` queued, taken from `host` in the same order.
+    /// Metrics from the values `register` queued, taken from `host` in the same order; `kl` is
+    /// the z the loss used, as TRL logs it.
     fn metrics(&self, host: &mut impl Iterator<Item = Vec<f64>>, beta: f64) -> Metrics {
-        let loss = host.next().and_then(|v| v.first().copied()).unwrap_or(f64::NAN);
+        let scalar = |h: &mut dyn Iterator<Item = Vec<f64>>| h.next().and_then(|v| v.first().copied());
+        let loss = scalar(host).unwrap_or(f64::NAN);
         let logps = host.next().unwrap_or_default();
-        // z as TRL logs it (`kl`), from the same log-probs the device used.
-        let z = match (&self.policy_kl, &self.reference.kl) {
-            (Some(_), Some(ref_kl)) => {
-                let diffs: Vec<f64> = host.next().unwrap_or_default().iter().zip(ref_kl).map(|(p, r)| p - r).collect();
-                reference_point(&[&diffs])
-            }
-            _ => 0.0,
-        };
-        batch_metrics(&logps, &self.reference.main, &self.labels, z, loss, beta)
+        let z = if self.z.is_some() { scalar(host).unwrap_or(f64::NAN) } else { 0.0 };
+        batch_metrics(&logps, &self.reference_main, &self.labels, z, loss, beta)
     }
 }
 
@@ -339,9 +330,9 @@ impl Trainer {
         if let Some(hit) = self.ref_cache.borrow().get(&key) {
             return Ok(hit.clone());
         }
-        let mut tx = Transaction::default().register(seq_logps(&self.reference, &batch.main, &self.device));
+        let mut tx = Transaction::default().register(completion_logps(&self.reference, &batch.main, &self.device));
         if let (true, Some(kl)) = (with_kl, &batch.kl) {
-            tx = tx.register(seq_logps(&self.reference, kl, &self.device));
+            tx = tx.register(completion_logps(&self.reference, kl, &self.device));
         }
         let mut host = read_all(tx).await?.into_iter();
         let value = RefLogps { main: host.next().unwrap_or_default(), kl: host.next() };
@@ -393,18 +384,16 @@ impl Trainer {
         // The reference point z = max(0, mean KL log-ratio): policy vs reference on the mismatched
         // pairs, no graph (the policy without autodiff), a constant for the loss.
         let frozen = self.policy.valid();
-        let policy_kl = match (&batch.kl, &reference.kl) {
-            (Some(kl), Some(_)) if with_kl => Some(seq_logps(&frozen, kl, &self.device)),
-            _ => None,
-        };
-        let z = match (&policy_kl, &reference.kl) {
-            (Some(p), Some(r)) => Some((p.clone() - host_tensor(r, &self.device)).mean().clamp_min(0.0)),
+        let z = match (&batch.kl, &reference.kl) {
+            (Some(kl), Some(r)) if with_kl => {
+                Some((completion_logps(&frozen, kl, &self.device) - host_tensor(r, &self.device)).mean().clamp_min(0.0))
+            }
             _ => None,
         };
         let (model, device) = if backward { (&self.policy, &self.ad_device) } else { (&frozen, &self.device) };
-        let policy_logps = seq_logps(model, &batch.main, device);
+        let policy_logps = completion_logps(model, &batch.main, device);
         let rewards = policy_logps.clone() - host_tensor(&reference.main, device);
-        let losses = match z {
+        let losses = match z.clone() {
             Some(z) => kto_losses_z(rewards, if backward { z.autodiff() } else { z }, &batch.labels, cfg),
             None => kto_losses(rewards, 0.0, &batch.labels, cfg),
         };
@@ -416,8 +405,8 @@ impl Trainer {
             PendingMicrobatch {
                 loss: loss.detach(),
                 policy_logps: policy_logps.detach(),
-                policy_kl,
-                reference,
+                z,
+                reference_main: reference.main,
                 labels: batch.labels.clone(),
             },
             grads,
