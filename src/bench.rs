@@ -4,14 +4,15 @@
 //! same run.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::generate::{SamplingConfig, generate};
 use crate::kto::{KtoBatch, KtoExample, TrainConfig, Trainer};
 use crate::model::{Arch, LoraConfig, Model, ModelConfig};
 use crate::{BackendKind, ModelBundle, Result};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
 pub struct BenchConfig {
     /// Timed KTO steps (after one warm-up step, which also compiles kernels).
     pub steps: usize,
@@ -95,7 +96,7 @@ pub fn forward_flops(c: &ModelConfig, rows: usize, len: usize, classified: usize
 }
 
 /// Positions of a collated batch whose next token is a completion token.
-fn classified(c: &crate::kto::Collated) -> usize {
+fn classified(c: &crate::score::Collated) -> usize {
     (0..c.batch).map(|r| c.completion_mask[r * c.len + 1..(r + 1) * c.len].iter().filter(|&&m| m != 0.0).count()).sum()
 }
 

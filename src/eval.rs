@@ -4,9 +4,8 @@
 use burn::tensor::Device;
 
 use crate::Result;
-use crate::kto::batch::collate;
-use crate::kto::loss::sequence_logps;
 use crate::model::Model;
+use crate::score::{collate, completion_logps};
 use crate::tokenizer::Tokenizer;
 
 /// Total NLL (nats) and number of predicted tokens over `texts`, each encoded with BOS and cut to
@@ -30,8 +29,7 @@ pub async fn nll(
     for chunk in encoded.chunks(batch_size.max(1)) {
         let seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|ids| (&ids[..1], &ids[1..])).collect();
         let batch = collate(&seqs, max_len, tok.pad_id());
-        let ids = batch.ids_tensor(device);
-        let logps = sequence_logps(model.forward(ids.clone(), &batch.lengths), ids, batch.mask_tensor(device));
+        let logps = completion_logps(model, &batch, device);
         let host = crate::device::read_f32(logps).await?;
         total -= host.iter().map(|&x| x as f64).sum::<f64>();
         count += batch.lengths.iter().map(|l| l - 1).sum::<usize>();

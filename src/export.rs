@@ -1,10 +1,11 @@
 //! What the CLI writes and the page downloads: a PEFT adapter folder, or the merged model as a
-//! Hugging Face folder (with its tokenizer when it has a Hugging Face one).
+//! Hugging Face folder (with its tokenizer when it has a Hugging Face one); and the one-file form
+//! the page keeps in browser storage, with its reader.
 
 use serde_json::json;
 
-use crate::formats::{hf, peft};
-use crate::model::{LoraConfig, Model};
+use crate::formats::{hf, llama2c, peft};
+use crate::model::{HostAdapter, LoraConfig, Model, ModelConfig, ModelWeights};
 use crate::tokenizer::Tokenizer;
 use crate::{ModelBundle, Result};
 
@@ -37,4 +38,46 @@ pub async fn merged(model: &Model, bundle: &ModelBundle) -> Result<Files> {
         files.push(("tokenizer_config.json".into(), serde_json::to_vec_pretty(&cfg).unwrap()));
     }
     Ok(files)
+}
+
+/// The trained model as one file (the page's browser storage and its one-file download): a
+/// llama2.c checkpoint for a fully tuned llama2.c model; otherwise the PEFT adapter safetensors
+/// after a LoRA run, or the merged weights' safetensors. Each carries what [`read_one_file`] needs.
+pub async fn one_file(model: &Model, lora: Option<&LoraConfig>, bundle: &ModelBundle) -> Result<(String, Vec<u8>)> {
+    if bundle.format == "llama2.c" && !model.has_adapters() {
+        return Ok(("model.bin".into(), llama2c::save(&model.to_weights().await?)?));
+    }
+    let files = match lora.filter(|_| model.has_adapters()) {
+        Some(l) => adapter(model, l, bundle).await?,
+        None => merged(model, bundle).await?,
+    };
+    files
+        .into_iter()
+        .find(|(name, _)| name.ends_with(".safetensors"))
+        .ok_or_else(|| crate::error::format_err("the export produced no safetensors file"))
+}
+
+/// What a saved trained model holds, for the model `config` it must belong to.
+pub enum Restored {
+    Adapter(LoraConfig, Vec<HostAdapter>),
+    Weights(ModelWeights),
+}
+
+/// Read what [`one_file`] wrote (or a PEFT adapter's safetensors): the adapter's settings travel
+/// in its safetensors metadata, a merged model's config too; anything else is a llama2.c file.
+pub fn read_one_file(bytes: &[u8], config: &ModelConfig) -> Result<Restored> {
+    if let Ok(Some(adapter_config)) = peft::embedded_config(bytes) {
+        let (lora, adapters) = peft::load(adapter_config.as_bytes(), bytes, config)?;
+        return Ok(Restored::Adapter(lora, adapters));
+    }
+    let weights = match hf::embedded_config(bytes) {
+        Ok(Some(c)) => hf::load(c.as_bytes(), &[("model.safetensors", bytes)])?,
+        _ => llama2c::load(bytes)?,
+    };
+    let mut want = config.clone();
+    want.rope_layout = weights.config.rope_layout;
+    if weights.config != want {
+        return Err(crate::error::config_err("these trained weights belong to a different model architecture"));
+    }
+    Ok(Restored::Weights(weights))
 }

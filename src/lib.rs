@@ -15,6 +15,8 @@ pub mod kto;
 pub mod memory;
 pub mod model;
 pub mod mood;
+pub mod score;
+pub mod session;
 pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]

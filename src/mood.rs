@@ -1,13 +1,16 @@
 //! "Teach the stories a mood": auto-label samples with the sentiment judge and measure, on
 //! held-out prompts, how far KTO moved the model — the efficacy recipe behind the guided demo.
 
+use std::future::Future;
+
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::eval::PromptSets;
 use crate::generate::{SamplingConfig, generate};
 use crate::judge::Judge;
-use crate::kto::{KtoExample, TrainConfig};
+use crate::kto::{Control, KtoExample, StepReport, TrainConfig, Trainer};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
@@ -57,6 +60,11 @@ pub struct MoodRecipe {
     /// Samples per held-out prompt for the before/after evaluation, and their seed.
     pub eval_samples_per_prompt: usize,
     pub eval_seed: u64,
+    /// Use only the first prompts of each set (`None`: all of them).
+    #[serde(default)]
+    pub max_train_prompts: Option<usize>,
+    #[serde(default)]
+    pub max_heldout_prompts: Option<usize>,
 }
 
 impl MoodRecipe {
@@ -91,6 +99,30 @@ impl MoodRecipe {
             },
             eval_samples_per_prompt: 4,
             eval_seed: 5000,
+            max_train_prompts: None,
+            max_heldout_prompts: None,
+        }
+    }
+
+    /// A few minutes even on a slow backend: 8 training prompts × 4 samples, 10 steps, 4 held-out
+    /// prompts × 2 samples (the page's "quick" size). It shows the direction, not the full effect.
+    pub fn quick(mood: Mood) -> Self {
+        let mut r = Self::new(mood);
+        r.samples_per_prompt = 4;
+        r.train.steps = 10;
+        r.eval_samples_per_prompt = 2;
+        r.max_train_prompts = Some(8);
+        r.max_heldout_prompts = Some(4);
+        r
+    }
+
+    /// `sets` cut to the recipe's prompt limits.
+    pub fn prompts(&self, sets: &PromptSets) -> PromptSets {
+        let cut = |v: &[String], n: Option<usize>| v[..n.unwrap_or(v.len()).min(v.len())].to_vec();
+        PromptSets {
+            train: cut(&sets.train, self.max_train_prompts),
+            heldout: cut(&sets.heldout, self.max_heldout_prompts),
+            heldout_stories: cut(&sets.heldout_stories, self.max_heldout_prompts),
         }
     }
 }
@@ -202,9 +234,13 @@ pub async fn heldout_eval(
     tok: &Tokenizer,
     device: &Device,
     judge: &Judge,
-    sets: &crate::eval::PromptSets,
+    sets: &PromptSets,
     recipe: &MoodRecipe,
 ) -> Result<HeldoutReport> {
+    let sets = &recipe.prompts(sets);
+    if sets.heldout.is_empty() {
+        return Err(crate::error::config_err("no held-out prompts: the held-out evaluation needs TinyStories prompts"));
+    }
     let samples = sample_and_judge(
         model,
         tok,
@@ -238,56 +274,93 @@ pub struct MoodReport {
     pub last_step: Option<crate::kto::Metrics>,
 }
 
+/// What a recipe run reports as it goes (the page shows each stage; the CLI logs steps).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum MoodEvent {
+    /// A held-out evaluation finished: `side` is "base" (before) or "trained" (after).
+    Evaluated {
+        side: &'static str,
+        report: HeldoutReport,
+    },
+    /// Training prompt `done` of `total` sampled and judged.
+    Sampled {
+        done: usize,
+        total: usize,
+    },
+    /// The auto-labelled rows and the settings the run trains them with (flat, as `kto train
+    /// --settings` reads them): enough to repeat the run by hand.
+    Labelled {
+        rows: Vec<KtoExample>,
+        desirable: usize,
+        settings: serde_json::Map<String, serde_json::Value>,
+    },
+    Step(StepReport),
+}
+
 /// The whole recipe: evaluate the base model, sample and auto-label on the training prompts,
-/// train with balanced weights, evaluate again. Returns the report and the trainer.
-pub async fn run_recipe(
+/// train with balanced weights (through [`Trainer::run`], like every run), evaluate again.
+/// `on_event` sees each stage; `Control::Stop` during training ends it early (the trained model
+/// is still evaluated). Returns the report and the trainer.
+pub async fn run_recipe<F, Fut>(
     bundle: &crate::ModelBundle,
     device: &Device,
     judge: &Judge,
     recipe: &MoodRecipe,
-    sets: &crate::eval::PromptSets,
-    mut on_step: impl FnMut(&crate::kto::Metrics),
-) -> Result<(MoodReport, crate::kto::Trainer)> {
+    sets: &PromptSets,
+    mut on_event: F,
+) -> Result<(MoodReport, Trainer)>
+where
+    F: FnMut(MoodEvent) -> Fut,
+    Fut: Future<Output = Control>,
+{
     let tok = &bundle.tokenizer;
+    let sets = &recipe.prompts(sets);
     let base = Model::from_weights(&bundle.weights, device);
     let before = heldout_eval(&base, tok, device, judge, sets, recipe).await?;
-    let samples = sample_and_judge(
-        &base,
-        tok,
-        device,
-        judge,
-        &sets.train,
-        recipe.samples_per_prompt,
-        &recipe.sampling,
-        recipe.sampling.seed,
-    )
-    .await?;
+    on_event(MoodEvent::Evaluated { side: "base", report: before.clone() }).await;
+    let mut samples = Vec::new();
+    for (i, prompt) in sets.train.iter().enumerate() {
+        // Prompt i's seed is the recipe's + 1000 i, whichever prompts come before it.
+        let sampling = SamplingConfig { seed: recipe.sampling.seed + 1000 * i as u64, ..recipe.sampling.clone() };
+        let one = std::slice::from_ref(prompt);
+        samples.extend(
+            sample_and_judge(&base, tok, device, judge, one, recipe.samples_per_prompt, &sampling, sampling.seed)
+                .await?,
+        );
+        on_event(MoodEvent::Sampled { done: i + 1, total: sets.train.len() }).await;
+    }
+    drop(base);
     let LabelledRows { rows, desirable_weight: wd, undesirable_weight: wu } = labelled_rows(&samples, &recipe.labeling);
+    let desirable = rows.iter().filter(|r| r.label).count();
+    if desirable == 0 || desirable == rows.len() {
+        return Err(crate::error::config_err(format!(
+            "the judge labelled {desirable} of {} samples desirable: KTO needs both classes here. Use more prompts or samples per prompt",
+            rows.len()
+        )));
+    }
     let mut cfg = recipe.train.clone();
     cfg.loss.desirable_weight = wd;
     cfg.loss.undesirable_weight = wu;
+    on_event(MoodEvent::Labelled { rows: rows.clone(), desirable, settings: cfg.to_settings() }).await;
     let data = cfg.dataset_for(tok, &bundle.weights.config, &rows)?;
-    let mut trainer = crate::kto::Trainer::new(&bundle.weights, device, cfg.clone())?;
-    let mut last = None;
-    for _ in 0..cfg.steps {
-        let m = trainer.step(&data).await?;
-        on_step(&m);
-        last = Some(m);
-    }
+    let mut trainer = Trainer::new(&bundle.weights, device, cfg)?;
+    let end = trainer.run(&data, |r| on_event(MoodEvent::Step(r.clone()))).await?;
     let after = heldout_eval(&trainer.policy(), tok, device, judge, sets, recipe).await?;
+    on_event(MoodEvent::Evaluated { side: "trained", report: after.clone() }).await;
     let report = MoodReport {
         recipe: recipe.clone(),
         train_prompts: sets.train.len(),
         heldout_prompts: sets.heldout.len(),
         labelled: rows.len(),
-        desirable: rows.iter().filter(|r| r.label).count(),
+        desirable,
         desirable_weight: wd,
         undesirable_weight: wu,
         target_rate_change_points: 100.0 * (after.summary.target_rate - before.summary.target_rate),
         heldout_nll_change_percent: 100.0 * (after.nll_per_token / before.nll_per_token - 1.0),
         before,
         after,
-        last_step: last,
+        last_step: end.last,
     };
     Ok((report, trainer))
 }

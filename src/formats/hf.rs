@@ -2,6 +2,8 @@
 //! `model.safetensors.index.json`). Llama family (`LlamaForCausalLM`, Qwen2's q/k/v biases) and
 //! GPT-2 (`GPT2LMHeadModel`: Conv1D weights stored `[in, out]`, fused `c_attn`). The writer
 //! produces the same layout, so a merged model reloads in transformers.
+//! Long because reading and writing share one name map per architecture: kept together, a
+//! written file cannot drift from what the reader expects.
 
 use std::collections::HashMap;
 

@@ -2,11 +2,10 @@
 //! EOS appended as text, prompt and prompt+completion tokenized jointly and split at their common
 //! prefix, KL completions rotated by one inside each batch-sized chunk, right truncation and padding.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
-
 use super::data::KtoExample;
 use crate::Result;
 use crate::error::config_err;
+use crate::score::{Collated, collate};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,63 +39,22 @@ pub fn kl_completions(rows: &[TokenizedRow], batch_size: usize) -> Vec<Vec<u32>>
     out
 }
 
-/// A right-padded batch of sequences on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Collated {
-    pub batch: usize,
-    pub len: usize,
-    /// `[batch * len]`, padded with `pad_id`
-    pub ids: Vec<u32>,
-    /// `[batch * len]`: 1 on kept completion tokens, 0 on prompt and padding
-    pub completion_mask: Vec<f32>,
-    /// real (unpadded) length of each row
-    pub lengths: Vec<usize>,
-}
-
-/// `(prompt_ids + completion_ids)[:max_length]`, right-padded to the longest row.
-pub fn collate(seqs: &[(&[u32], &[u32])], max_length: usize, pad_id: u32) -> Collated {
-    let rows: Vec<(Vec<u32>, Vec<f32>)> = seqs
-        .iter()
-        .map(|(p, c)| {
-            let mut ids: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
-            let mut mask: Vec<f32> = p.iter().map(|_| 0.0).chain(c.iter().map(|_| 1.0)).collect();
-            ids.truncate(max_length);
-            mask.truncate(max_length);
-            (ids, mask)
-        })
-        .collect();
-    let len = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let mut out = Collated { batch: rows.len(), len, ids: vec![], completion_mask: vec![], lengths: vec![] };
-    for (ids, mask) in rows {
-        out.lengths.push(ids.len());
-        let pad = len - ids.len();
-        out.ids.extend(ids.into_iter().chain(std::iter::repeat_n(pad_id, pad)));
-        out.completion_mask.extend(mask.into_iter().chain(std::iter::repeat_n(0.0, pad)));
-    }
-    out
-}
-
-impl Collated {
-    pub fn ids_tensor(&self, device: &Device) -> Tensor<2, Int> {
-        crate::model::token_ids(&self.ids, self.batch, device)
-    }
-    pub fn mask_tensor(&self, device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(self.completion_mask.clone(), [self.batch, self.len]), device)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct KtoBatch {
     pub main: Collated,
     /// The mismatched (prompt_i, completion_{i-1}) sequences; `None` for `apo_zero_unpaired`.
     pub kl: Option<Collated>,
     pub labels: Vec<bool>,
+    /// Which dataset rows these are.
+    pub rows: Vec<usize>,
 }
 
 /// Tokenized rows in training order with their KL completions fixed, ready to batch.
 #[derive(Debug, Clone)]
 pub struct KtoDataset {
     pub rows: Vec<TokenizedRow>,
+    /// The example each row came from (same order), for front ends that show a batch's rows.
+    pub examples: Vec<KtoExample>,
     pub kl_completions: Vec<Vec<u32>>,
     pub batch_size: usize,
     pub max_length: usize,
@@ -128,7 +86,8 @@ impl KtoDataset {
         }
         let all: Vec<TokenizedRow> = examples.iter().map(|e| tokenize_row(tok, e)).collect::<Result<_>>()?;
         let total = all.len();
-        let rows: Vec<TokenizedRow> = all.into_iter().filter(|r| r.prompt_ids.len() < max_length).collect();
+        let (rows, examples): (Vec<TokenizedRow>, Vec<KtoExample>) =
+            all.into_iter().zip(examples.iter().cloned()).filter(|(r, _)| r.prompt_ids.len() < max_length).unzip();
         let dropped = total - rows.len();
         if rows.is_empty() {
             return Err(crate::Error::Data(if total == 0 {
@@ -138,7 +97,7 @@ impl KtoDataset {
             }));
         }
         let kl_completions = if with_kl { kl_completions(&rows, batch_size) } else { Vec::new() };
-        Ok(Self { rows, kl_completions, batch_size, max_length, pad_id: tok.pad_id(), dropped })
+        Ok(Self { rows, examples, kl_completions, batch_size, max_length, pad_id: tok.pad_id(), dropped })
     }
 
     /// Tokens in the longest (truncated) row: the widest batch the run will see.
@@ -162,7 +121,7 @@ impl KtoDataset {
         let kl = (!self.kl_completions.is_empty()).then(|| {
             let seqs: Vec<(&[u32], &[u32])> = rows
                 .iter()
-                .zip(&self.kl_completions[range])
+                .zip(&self.kl_completions[range.clone()])
                 .map(|(r, c)| (r.prompt_ids.as_slice(), c.as_slice()))
                 .collect();
             collate(&seqs, self.max_length, self.pad_id)
@@ -171,6 +130,7 @@ impl KtoDataset {
             main: collate(&main, self.max_length, self.pad_id),
             kl,
             labels: rows.iter().map(|r| r.label).collect(),
+            rows: range.collect(),
         }
     }
 }

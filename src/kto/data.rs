@@ -42,38 +42,68 @@ pub fn parse_jsonl_bytes(bytes: &[u8]) -> Result<Vec<KtoExample>> {
 
 /// Parse JSONL text; blank lines are skipped, any bad row is an error naming its line number.
 pub fn parse_jsonl(text: &str) -> Result<Vec<KtoExample>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(raw).map_err(|e| row_err(line, format!("not valid JSON ({e})")))?;
-        let Value::Object(obj) = value else {
-            return Err(row_err(
-                line,
-                "expected a JSON object like {\"prompt\": ..., \"completion\": ..., \"label\": true}",
-            ));
-        };
-        if obj.contains_key("chosen") || obj.contains_key("rejected") {
-            let prompt = string_field(&obj, "prompt", line)?;
-            let chosen = string_field(&obj, "chosen", line)?;
-            let rejected = string_field(&obj, "rejected", line)?;
-            out.push(KtoExample { prompt: prompt.clone(), completion: chosen, label: true });
-            out.push(KtoExample { prompt, completion: rejected, label: false });
-            continue;
-        }
-        let prompt = string_field(&obj, "prompt", line)?;
-        let completion = string_field(&obj, "completion", line)?;
-        let label = match obj.get("label") {
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(row_err(line, format!("field \"label\" must be true or false, got {other}"))),
-            None => return Err(row_err(line, "missing field \"label\" (true = desirable, false = undesirable)")),
-        };
-        out.push(KtoExample { prompt, completion, label });
+    let report = parse_jsonl_report(text);
+    match report.errors.as_slice() {
+        [] => Ok(report.rows),
+        [only] => Err(Error::Data(only.clone())),
+        [first, rest @ ..] => Err(Error::Data(format!("{first} (and {} more bad lines)", rest.len()))),
     }
-    Ok(out)
+}
+
+/// What a JSONL file held, line by line: the good rows, every bad line's error, and how many
+/// paired rows were split in two (the page's import confirms all of it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JsonlReport {
+    pub rows: Vec<KtoExample>,
+    pub errors: Vec<String>,
+    /// Paired `{"prompt", "chosen", "rejected"}` lines, each now two rows.
+    pub paired: usize,
+    /// Non-blank lines read.
+    pub lines: usize,
+}
+
+pub fn parse_jsonl_report(text: &str) -> JsonlReport {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut report = JsonlReport::default();
+    for (i, raw) in text.lines().enumerate().filter(|(_, raw)| !raw.trim().is_empty()) {
+        report.lines += 1;
+        match parse_line(raw, i + 1) {
+            Ok(rows) => {
+                report.paired += usize::from(rows.len() == 2);
+                report.rows.extend(rows);
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    report
+}
+
+/// One line: an unpaired row, or a paired row as its two unpaired rows.
+fn parse_line(raw: &str, line: usize) -> Result<Vec<KtoExample>> {
+    let value: Value = serde_json::from_str(raw).map_err(|e| row_err(line, format!("not valid JSON ({e})")))?;
+    let Value::Object(obj) = value else {
+        return Err(row_err(
+            line,
+            "expected a JSON object like {\"prompt\": ..., \"completion\": ..., \"label\": true}",
+        ));
+    };
+    if obj.contains_key("chosen") || obj.contains_key("rejected") {
+        let prompt = string_field(&obj, "prompt", line)?;
+        let chosen = string_field(&obj, "chosen", line)?;
+        let rejected = string_field(&obj, "rejected", line)?;
+        return Ok(vec![
+            KtoExample { prompt: prompt.clone(), completion: chosen, label: true },
+            KtoExample { prompt, completion: rejected, label: false },
+        ]);
+    }
+    let prompt = string_field(&obj, "prompt", line)?;
+    let completion = string_field(&obj, "completion", line)?;
+    let label = match obj.get("label") {
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(row_err(line, format!("field \"label\" must be true or false, got {other}"))),
+        None => return Err(row_err(line, "missing field \"label\" (true = desirable, false = undesirable)")),
+    };
+    Ok(vec![KtoExample { prompt, completion, label }])
 }
 
 pub fn to_jsonl(rows: &[KtoExample]) -> String {

@@ -5,11 +5,8 @@
 //! λ_D·(1 − σ(β(r − z))): a gain relative to z; undesirable rows lose λ_U·(1 − σ(β(z − r))).
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-
-use super::batch::Collated;
-use crate::model::Model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,65 +30,6 @@ impl Default for KtoLossConfig {
     fn default() -> Self {
         Self { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.0, loss_type: LossType::Kto }
     }
-}
-
-/// Summed log-probability of the completion tokens of each row: logits at position t predict
-/// token t+1, and `completion_mask` (shifted the same way) selects which predictions count.
-pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: Tensor<2>) -> Tensor<1> {
-    let [b, t, _] = logits.dims();
-    if t < 2 {
-        // Rows of one token predict nothing: their completion log-prob is an empty sum. Adding
-        // `sum * 0` keeps the result on the logits' autodiff graph, so backward() still runs.
-        return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
-    }
-    let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
-    let token_logp = target_logps(logits.narrow(1, 0, t - 1), targets).reshape([b, t - 1]);
-    (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
-}
-
-/// log p(target) along the last axis = logit(target) − logsumexp(logits): no log-softmax tensor
-/// over the vocabulary (nor its backward). The max is detached: it only keeps exp() in range and
-/// cancels in the gradient. `targets` has the logits' shape with 1 in the last axis.
-fn target_logps<const D: usize>(logits: Tensor<D>, targets: Tensor<D, Int>) -> Tensor<D> {
-    let v = D - 1;
-    let max = logits.clone().detach().max_dim(v);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(v).log() + max;
-    logits.gather(v, targets) - lse
-}
-
-/// [`sequence_logps`] of `model` on the collated rows, computing the classifier (and its
-/// logsumexp) only at the positions that predict a completion token: prompt and padding positions
-/// never reach the `[·, V]` matmul. With long prompts or a large vocabulary that is most of it.
-pub fn completion_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<1> {
-    let (b, t) = (c.batch, c.len);
-    let (mut positions, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-    for row in 0..b {
-        for i in 0..t.saturating_sub(1) {
-            let w = c.completion_mask[row * t + i + 1];
-            if w != 0.0 {
-                positions.push((row * t + i) as i32);
-                targets.push(c.ids[row * t + i + 1] as i32);
-                owners.push((row, w));
-            }
-        }
-    }
-    let hidden = model.hidden(c.ids_tensor(device), &c.lengths);
-    let n = positions.len();
-    if n == 0 {
-        // No completion token predicted: an empty sum, kept on the graph (see sequence_logps).
-        return Tensor::zeros([b], device) + hidden.sum() * 0.0;
-    }
-    let d = hidden.dims()[2];
-    let picked =
-        hidden.reshape([b * t, d]).select(0, Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), device));
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
-    let token_logp = target_logps(model.classify(picked), targets);
-    // Row sums as one [B, N] · [N, 1] product with the completion-mask weights.
-    let mut w = vec![0.0f32; b * n];
-    for (j, (row, m)) in owners.into_iter().enumerate() {
-        w[row * n + j] = m;
-    }
-    Tensor::<2>::from_data(TensorData::new(w, [b, n]), device).matmul(token_logp).reshape([b])
 }
 
 /// z0: the mean of the per-group mean KL log-ratios, then clamped at 0 (TRL averages each
@@ -148,11 +86,36 @@ pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
     pub learning_rate: f64,
-    /// Per-example implied rewards β·r and labels of the step's rows (for plots of the batch).
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub rewards: Vec<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub labels: Vec<bool>,
+}
+
+/// One row of a step's batch: its implied reward r = log πθ − log πref (before β) and label,
+/// for plots of the batch (the page's explainer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowScore {
+    /// The row's index in the dataset (`KtoDataset::examples`).
+    pub row: usize,
+    pub log_ratio: f64,
+    pub label: bool,
+    /// The row's text, so that a plot of the batch can say which row a point is.
+    #[serde(default)]
+    pub prompt: String,
+    #[serde(default)]
+    pub completion: String,
+}
+
+pub fn row_scores(policy_logps: &[f64], ref_logps: &[f64], labels: &[bool], rows: &[usize]) -> Vec<RowScore> {
+    policy_logps
+        .iter()
+        .zip(ref_logps)
+        .zip(labels.iter().zip(rows))
+        .map(|((p, q), (&label, &row))| RowScore {
+            row,
+            log_ratio: p - q,
+            label,
+            prompt: String::new(),
+            completion: String::new(),
+        })
+        .collect()
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
@@ -181,8 +144,6 @@ pub fn batch_metrics(
         rewards_margins: chosen.zip(rejected).map(|(c, r)| c - r),
         logps_chosen: pick(true, policy_logps),
         logps_rejected: pick(false, policy_logps),
-        rewards: r.iter().map(|x| beta * x).collect(),
-        labels: labels.to_vec(),
         ..Default::default()
     }
 }
@@ -201,8 +162,6 @@ pub fn average_metrics(parts: &[Metrics]) -> Metrics {
         rewards_margins: chosen.zip(rejected).map(|(c, r)| c - r),
         logps_chosen: avg(&|m| m.logps_chosen),
         logps_rejected: avg(&|m| m.logps_rejected),
-        rewards: parts.iter().flat_map(|m| m.rewards.iter().copied()).collect(),
-        labels: parts.iter().flat_map(|m| m.labels.iter().copied()).collect(),
         ..Default::default()
     }
 }

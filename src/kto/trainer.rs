@@ -1,135 +1,55 @@
 //! The KTO training loop: policy (trainable, on the autodiff device) and reference (a frozen
 //! copy on the plain device, so it never builds a graph); gradient accumulation, global-norm
 //! clipping and burn's AdamW/SGD. Written by hand because `burn-train` does not run on wasm.
+//! [`Trainer::run`] is the one run driver every front end (CLI, page, mood recipe) goes through.
+//! About 400 lines because a step is one sequence (reference cache, microbatches, one read-back,
+//! clipping, update) best read in order; its settings, loss and gradient helpers live beside it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{KtoBatch, KtoDataset};
-use super::data::KtoExample;
-use super::loss::{
-    KtoLossConfig, LossType, Metrics, average_metrics, batch_metrics, completion_logps, kto_losses, kto_losses_z,
-};
+use super::config::{OptimizerKind, TrainConfig};
+use super::grads::{Scale, SquaredNorm};
+use super::loss::{LossType, Metrics, RowScore, average_metrics, batch_metrics, kto_losses, kto_losses_z, row_scores};
 use crate::device::read_all;
 use crate::error::config_err;
-use crate::model::{HostAdapter, LoraConfig, Model, ModelWeights};
-use crate::tokenizer::{Message, Tokenizer};
+use crate::model::{HostAdapter, Model, ModelWeights};
+use crate::score::completion_logps;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    Adamw,
-    Sgd,
+/// What a run's step callback tells the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
 }
 
+/// One optimizer step as front ends see it: TRL's metrics, and each row of the step's batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainConfig {
+pub struct StepReport {
     #[serde(flatten)]
-    pub loss: KtoLossConfig,
-    pub optimizer: OptimizerKind,
-    pub learning_rate: f64,
-    /// AdamW's decoupled weight decay (Hugging Face's default is 0).
-    pub weight_decay: f64,
-    /// Rows per microbatch: also the block inside which KL completions are rotated.
-    pub batch_size: usize,
-    pub grad_accum: usize,
-    /// Clip the global gradient norm to this (Hugging Face's `max_grad_norm`); `None` = no clipping.
-    pub max_grad_norm: Option<f64>,
-    pub max_length: usize,
+    pub metrics: Metrics,
+    /// Steps of the run in all (`TrainConfig::steps`).
+    pub total: usize,
+    pub rows: Vec<RowScore>,
+    /// The same metrics on the held-out rows after this step (when the run has some).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub heldout: Option<Metrics>,
+}
+
+/// How a run ended: `steps` is the trainer's count after it, `stopped` when the callback asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
     pub steps: usize,
-    /// Shuffle the rows once (seeded) before batching; TRL itself never shuffles.
-    pub shuffle: bool,
-    pub seed: u64,
-    /// Train LoRA adapters on a frozen base (the reference is the base, adapters off); `None` =
-    /// full fine-tuning.
-    pub lora: Option<LoraConfig>,
-    /// Wrap each row in the model's chat template (TRL's conversational format).
-    pub chat: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            loss: KtoLossConfig::default(),
-            optimizer: OptimizerKind::Adamw,
-            learning_rate: 1e-3,
-            weight_decay: 0.0,
-            batch_size: 8,
-            grad_accum: 1,
-            max_grad_norm: Some(1.0),
-            max_length: 1024,
-            steps: 30,
-            shuffle: true,
-            seed: 42,
-            lora: None,
-            chat: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    pub fn validate(&self) -> Result<()> {
-        let c = &self.loss;
-        if !(c.beta > 0.0 && c.beta.is_finite()) {
-            return Err(config_err(format!("beta must be > 0, got {}", c.beta)));
-        }
-        if !(c.desirable_weight >= 0.0 && c.undesirable_weight >= 0.0) {
-            return Err(config_err("desirable and undesirable weights must be >= 0"));
-        }
-        if !(self.learning_rate >= 0.0 && self.learning_rate.is_finite()) {
-            return Err(config_err(format!("learning rate must be a finite number >= 0, got {}", self.learning_rate)));
-        }
-        if self.grad_accum == 0 {
-            return Err(config_err("gradient accumulation must be at least 1"));
-        }
-        if self.max_grad_norm.is_some_and(|m| m <= 0.0) {
-            return Err(config_err("max grad norm must be > 0 (or off)"));
-        }
-        Ok(())
-    }
-
-    /// [`Self::dataset`] for a model: `max_length` is capped at the model's context, so that the
-    /// default (1024) works for a GPT-2 with 128 positions instead of failing mid-run.
-    pub fn dataset_for(
-        &self,
-        tok: &Tokenizer,
-        model: &crate::model::ModelConfig,
-        examples: &[KtoExample],
-    ) -> Result<KtoDataset> {
-        let capped = Self { max_length: self.max_length.min(model.max_seq_len), ..self.clone() };
-        capped.dataset(tok, examples)
-    }
-
-    /// Tokenize and batch `examples` per TRL, after the optional seeded shuffle.
-    pub fn dataset(&self, tok: &Tokenizer, examples: &[KtoExample]) -> Result<KtoDataset> {
-        self.validate()?;
-        let mut rows = if self.chat {
-            examples.iter().map(|e| chat_row(tok, e)).collect::<Result<Vec<_>>>()?
-        } else {
-            examples.to_vec()
-        };
-        if self.shuffle {
-            rows.shuffle(&mut StdRng::seed_from_u64(self.seed));
-        }
-        KtoDataset::new(tok, &rows, self.batch_size, self.max_length, self.loss.loss_type == LossType::Kto)
-    }
-}
-
-/// A row in TRL's conversational form: the prompt as a user turn with the generation prompt,
-/// the completion as the assistant turn and its end token.
-pub fn chat_row(tok: &Tokenizer, e: &KtoExample) -> Result<KtoExample> {
-    let (prompt, completion) = tok.chat_split(&[Message::new("user", &e.prompt)], &e.completion)?;
-    Ok(KtoExample { prompt, completion, label: e.label })
+    pub stopped: bool,
+    pub last: Option<Metrics>,
 }
 
 pub struct Trainer {
@@ -173,6 +93,7 @@ struct PendingMicrobatch {
     z: Option<Tensor<1>>,
     reference_main: Vec<f64>,
     labels: Vec<bool>,
+    rows: Vec<usize>,
 }
 
 impl PendingMicrobatch {
@@ -186,43 +107,15 @@ impl PendingMicrobatch {
 
     /// Metrics from the values `register` queued, taken from `host` in the same order; `kl` is
     /// the z the loss used, as TRL logs it.
-    fn metrics(&self, host: &mut impl Iterator<Item = Vec<f64>>, beta: f64) -> Metrics {
+    fn metrics(&self, host: &mut impl Iterator<Item = Vec<f64>>, beta: f64) -> (Metrics, Vec<RowScore>) {
         let scalar = |h: &mut dyn Iterator<Item = Vec<f64>>| h.next().and_then(|v| v.first().copied());
         let loss = scalar(host).unwrap_or(f64::NAN);
         let logps = host.next().unwrap_or_default();
         let z = if self.z.is_some() { scalar(host).unwrap_or(f64::NAN) } else { 0.0 };
-        batch_metrics(&logps, &self.reference_main, &self.labels, z, loss, beta)
-    }
-}
-
-/// Σ‖g‖² over every parameter's gradient, as a device scalar (a tied weight is one parameter).
-struct SquaredNorm<'a> {
-    grads: &'a GradientsParams,
-    sum: Option<Tensor<1>>,
-}
-
-impl ModuleVisitor for SquaredNorm<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            let s = g.square().sum();
-            self.sum = Some(match self.sum.take() {
-                Some(acc) => acc + s,
-                None => s,
-            });
-        }
-    }
-}
-
-struct Scale<'a> {
-    grads: &'a mut GradientsParams,
-    factor: f64,
-}
-
-impl ModuleVisitor for Scale<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register::<D>(param.id, g.mul_scalar(self.factor));
-        }
+        (
+            batch_metrics(&logps, &self.reference_main, &self.labels, z, loss, beta),
+            row_scores(&logps, &self.reference_main, &self.labels, &self.rows),
+        )
     }
 }
 
@@ -349,7 +242,7 @@ impl Trainer {
     ) -> Result<(Metrics, Option<GradientsParams>)> {
         let (pending, grads) = self.queue_microbatch(batch, backward, scale).await?;
         let mut host = read_all(pending.register(Transaction::default())).await?.into_iter();
-        Ok((pending.metrics(&mut host, self.cfg.loss.beta), grads))
+        Ok((pending.metrics(&mut host, self.cfg.loss.beta).0, grads))
     }
 
     /// Queue one microbatch's forward passes, loss and backward on the device, reading nothing
@@ -408,16 +301,59 @@ impl Trainer {
                 z,
                 reference_main: reference.main,
                 labels: batch.labels.clone(),
+                rows: batch.rows.clone(),
             },
             grads,
         ))
+    }
+
+    /// Train until `cfg.steps` steps are done, calling `on_step` after each; its future is awaited
+    /// before the next step (where a front end waits while paused), and `Control::Stop` ends the
+    /// run early. A run that is continued picks up at the trainer's step count.
+    pub async fn run<F, Fut>(&mut self, data: &KtoDataset, on_step: F) -> Result<RunEnd>
+    where
+        F: FnMut(&StepReport) -> Fut,
+        Fut: Future<Output = Control>,
+    {
+        self.run_with_heldout(data, None, on_step).await
+    }
+
+    /// [`Self::run`], evaluating the `heldout` rows after every step (`StepReport::heldout`).
+    pub async fn run_with_heldout<F, Fut>(
+        &mut self,
+        data: &KtoDataset,
+        heldout: Option<&KtoDataset>,
+        mut on_step: F,
+    ) -> Result<RunEnd>
+    where
+        F: FnMut(&StepReport) -> Fut,
+        Fut: Future<Output = Control>,
+    {
+        let mut last = None;
+        while self.step < self.cfg.steps {
+            let mut report = self.step_report(data).await?;
+            if let Some(h) = heldout {
+                report.heldout = Some(self.evaluate(h).await?);
+            }
+            let control = on_step(&report).await;
+            last = Some(report.metrics);
+            if control == Control::Stop {
+                return Ok(RunEnd { steps: self.step, stopped: true, last });
+            }
+        }
+        Ok(RunEnd { steps: self.step, stopped: false, last })
+    }
+
+    /// [`Self::step_report`]'s metrics.
+    pub async fn step(&mut self, data: &KtoDataset) -> Result<Metrics> {
+        Ok(self.step_report(data).await?.metrics)
     }
 
     /// One optimizer step over `grad_accum` microbatches, with one read-back: the losses, the
     /// log-probs for the metrics and the gradient norm travel together, after the backward passes
     /// and before the update. On a non-finite loss or gradient the weights are left untouched and
     /// an error says so.
-    pub async fn step(&mut self, data: &KtoDataset) -> Result<Metrics> {
+    pub async fn step_report(&mut self, data: &KtoDataset) -> Result<StepReport> {
         let accum = self.cfg.grad_accum;
         let mut acc = GradientsAccumulator::<Model>::new();
         let mut pending = Vec::with_capacity(accum);
@@ -437,7 +373,8 @@ impl Trainer {
             tx = p.register(tx);
         }
         let mut host = read_all(tx.register(sq.clone().inner())).await?.into_iter();
-        let parts: Vec<Metrics> = pending.iter().map(|p| p.metrics(&mut host, self.cfg.loss.beta)).collect();
+        let (parts, rows): (Vec<Metrics>, Vec<Vec<RowScore>>) =
+            pending.iter().map(|p| p.metrics(&mut host, self.cfg.loss.beta)).unzip();
         let grad_norm = host.next().and_then(|v| v.first().copied()).unwrap_or(f64::NAN).sqrt();
         let mut metrics = average_metrics(&parts);
         if !metrics.loss.is_finite() || !grad_norm.is_finite() {
@@ -463,7 +400,13 @@ impl Trainer {
         metrics.step = self.step;
         metrics.grad_norm = Some(grad_norm);
         metrics.learning_rate = self.cfg.learning_rate;
-        Ok(metrics)
+        let mut rows = rows.concat();
+        for r in &mut rows {
+            if let Some(e) = data.examples.get(r.row) {
+                (r.prompt, r.completion) = (e.prompt.clone(), e.completion.clone());
+            }
+        }
+        Ok(StepReport { metrics, total: self.cfg.steps, rows, heldout: None })
     }
 
     /// Loss and metrics over every batch of `data` without updating (averaged per batch).

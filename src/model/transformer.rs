@@ -3,6 +3,7 @@
 //! GPT-2 is the same skeleton with LayerNorm, learned positions and a GELU MLP.
 //! One forward serves batched training (right-padded `[B, T]` with lengths) and incremental
 //! generation (a KV cache of the positions seen so far).
+//! Long on purpose: the whole model in one file, like `run.c`, so it can be read top to bottom.
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, RmsNorm};

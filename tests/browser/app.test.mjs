@@ -152,6 +152,30 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     assert.ok(base.some((b, i) => b !== tuned[i]), 'the trained model writes something else');
     await env.shot('5-compare');
 
+    // What training changed, token by token: the page's per-token log-probs are the native engine's
+    // for the same trained weights (downloaded as one file) and the same text.
+    const text = 'Once upon a time, there was a little girl named Lily. She was very sad.';
+    await page.fill('[data-testid=diff-text]', text);
+    await page.click('[data-testid=diff-run]');
+    await page.waitForSelector('[data-testid=diff-trained][data-done=true]', { timeout: 120_000 });
+    const shown = await page.$$eval('[data-testid=diff-trained] .tok', (ts) => ts.map((t) => ({ text: t.textContent, base: Number(t.dataset.base), trained: Number(t.dataset.trained), diff: Number(t.dataset.diff) })));
+    await view(page, 'train');
+    const [weightsFile] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=download-weights]')]);
+    await view(page, 'compare');
+    const trainedPath = join(OUT, weightsFile.suggestedFilename());
+    await weightsFile.saveAs(trainedPath);
+    const nativeDiff = JSON.parse(execFileSync(KTO, ['diff', '--trained', trainedPath, '--text', text], { encoding: 'utf8' }));
+    assert.equal(shown.length, nativeDiff.length);
+    assert.ok(shown.some((t) => Math.abs(t.diff) > 0.01), 'training changed some token');
+    shown.forEach((t, i) => {
+      const n = nativeDiff[i];
+      assert.equal(t.text, n.text);
+      for (const [k, v] of [['base', n.base], ['trained', n.trained], ['diff', n.trained - n.base]]) {
+        assert.ok(Math.abs(t[k] - v) <= 1e-4, `token ${i} (${n.text}) ${k}: page ${t[k]} vs native ${v}`);
+      }
+    });
+    await env.shot('5-compare-token-diff');
+
     // Importing the export into an empty store restores it.
     await view(page, 'dataset');
     await page.click('[data-testid=clear-dataset]');
@@ -177,11 +201,22 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await page.waitForFunction(() => /truncated/.test(document.querySelector('[data-testid=model-error]').textContent));
     await view(page, 'dataset');
     await page.setInputFiles('[data-testid=import-jsonl]', { name: 'bad.jsonl', mimeType: 'text/plain',
-      buffer: Buffer.from('{"prompt": "a", "completion": "b", "label": true}\n{"prompt": "a", "completion": 3}\n') });
+      buffer: Buffer.from('{"prompt": "a", "completion": "b", "label": true}\n{"prompt": "a", "completion": 3}\n\n{"prompt": "p", "chosen": "c", "rejected": "r"}\nnot json\n') });
     await page.waitForSelector('[data-testid=dataset-error]:not([hidden])');
-    assert.match(await page.textContent('[data-testid=dataset-error]'), /line 2/);
+    // Every bad line is listed (blank lines are fine), and nothing was added.
+    const listed = await page.textContent('[data-testid=dataset-error]');
+    assert.match(listed, /nothing was added\. Fix these 2 lines and import again:\nJSONL line 2: field "completion" must be a string, got 3\nJSONL line 5: not valid JSON/);
     await env.shot('7-bad-jsonl');
     assert.deepEqual(await labelsInDb(page), labelled, 'no label lost');
+    // A good import says what it added; a blank file says it has nothing.
+    await page.setInputFiles('[data-testid=import-jsonl]', { name: 'more.jsonl', mimeType: 'text/plain',
+      buffer: Buffer.from('{"prompt": "a", "completion": "b", "label": true}\n{"prompt": "p", "chosen": "c", "rejected": "r"}\n') });
+    await page.waitForSelector('[data-testid=dataset-info]:not([hidden])');
+    assert.equal(await page.textContent('[data-testid=dataset-info]'), 'Added 3 rows from more.jsonl (1 paired row split into 2).');
+    await waitCount(page, labelled.length + 3);
+    await page.setInputFiles('[data-testid=import-jsonl]', { name: 'blank.jsonl', mimeType: 'text/plain', buffer: Buffer.from('\n  \n\n') });
+    await page.waitForFunction(() => /blank\.jsonl has no rows \(it is empty or only blank lines\)/.test(document.querySelector('[data-testid=dataset-error]').textContent));
+    await waitCount(page, labelled.length + 3);
     await generateGroup(page, 'The dog ran', 1);
 
     // No request ever left 127.0.0.1, and every request was for one of the app's own files.
@@ -198,6 +233,18 @@ test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', {
     await group.locator('[data-testid=label-up]').first().click();
     await group.locator('[data-testid=label-down]').nth(1).click();
     await waitCount(page, 2);
+    // A labelled card shows its label and can be relabelled in place (the stored row changes, no new row).
+    const first = group.locator('[data-testid=sample]').first();
+    assert.equal(await first.getAttribute('data-label'), 'true');
+    assert.match(await first.locator('[data-testid=label-up]').getAttribute('class'), /chosen/);
+    await first.locator('[data-testid=label-down]').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=sample]').dataset.label === 'false');
+    assert.match(await first.locator('[data-testid=sample-state]').textContent(), /undesirable \(changed\)/);
+    await waitCount(page, 2);
+    assert.deepEqual((await labelsInDb(page)).map((r) => r.label).sort(), [false, false]);
+    await first.locator('[data-testid=label-up]').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=sample]').dataset.label === 'true');
+    assert.deepEqual((await labelsInDb(page)).map((r) => r.label).sort(), [false, true]);
     const history = await train(page, { steps: 3, batch: 2, lr: 0.002 });
     assert.equal(history.length, 3);
     assertFiniteMetrics(history);
@@ -262,12 +309,14 @@ test('auto backend: a software WebGPU adapter is detected and the faster CPU bac
   assert.equal(await badge.getAttribute('data-software'), 'true');
   assert.match(await badge.textContent(), /CPU \(wasm\) · auto/);
   assert.match(await badge.getAttribute('title'), /Chosen automatically: WebGPU is available but it is SwiftShader, a software renderer: the CPU backend is faster here/);
+  assert.match(await page.textContent('[data-testid=backend-why]'), /^auto chose the CPU: WebGPU is available but it is SwiftShader/);
   // The CPU backend is the faster one here: the engine's own benchmark on both, same page session.
   const cpu = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 2, genTokens: 4 }));
   // The user can still switch: WebGPU is then used, and labelled as a software adapter.
   await page.selectOption('[data-testid=backend-choice]', 'webgpu');
   await page.waitForFunction(() => document.querySelector('[data-testid=backend]').dataset.backend === 'wgpu', null, { timeout: 120_000 });
-  assert.match(await badge.textContent(), /WebGPU · .*\(software adapter: slow\)/);
+  assert.match(await badge.textContent(), /WebGPU · .*\(software adapter\)/);
+  assert.match(await page.textContent('[data-testid=backend-why]'), /software renderer: training here is 10–30× slower than on the CPU backend/);
   const gpu = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 1, genTokens: 4 }));
   assert.ok(cpu.kto_step_ms < gpu.kto_step_ms, `CPU ${cpu.kto_step_ms} ms/step vs WebGPU ${gpu.kto_step_ms} ms/step`);
 }));

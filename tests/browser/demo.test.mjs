@@ -21,6 +21,9 @@ test('guided demo (quick) on the backend "auto" picks shows before/after numbers
     assert.match(await page.getAttribute('[data-testid=backend]', 'title'), /SwiftShader, a software renderer: the CPU backend is faster/);
 
     await view(page, 'demo');
+    // Before it starts, the demo says how long it will take here, from a measured step.
+    await page.waitForFunction(() => /^Estimated time on this backend: (about|a few)/.test(document.querySelector('[data-testid=demo-estimate]').textContent), null, { timeout: 300_000 });
+    assert.ok(Number(await page.getAttribute('[data-testid=demo-estimate]', 'data-seconds')) > 0);
     await page.selectOption('[data-testid=demo-size]', 'quick');
     await page.selectOption('[data-testid=demo-mood]', 'sadder');
     await page.click('[data-testid=demo-run]');
@@ -43,6 +46,21 @@ test('guided demo (quick) on the backend "auto" picks shows before/after numbers
       `native ${native.nll_per_token} vs page ${await value('nll_per_token', 'base')}`);
     assert.ok((await page.locator('[data-testid=demo-samples] tr').count()) === 4);
 
+    // One run driver: the page's recipe is the engine's (`kto mood`), with the same auto-labelled
+    // rows and the same metrics at every step (to the browser-vs-native rounding of the wasm build).
+    const runDir = join(OUT, 'mood-quick-native');
+    execFileSync(KTO, ['mood', '--size', 'quick', '--direction', 'sadder', '--run-out', runDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const { steps, labelled: pageRun } = await page.evaluate(() => window.ktoStudio.views.demo);
+    const nativeRows = readFileSync(join(runDir, 'rows.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(pageRun.rows, nativeRows, 'the page and kto mood label the same samples');
+    const nativeSteps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(steps.length, nativeSteps.length);
+    nativeSteps.forEach((n, s) => {
+      for (const [k, v] of Object.entries(n)) {
+        assert.ok(Math.abs(steps[s][k] - v) <= 1e-4 + 1e-5 * Math.abs(v), `step ${s + 1} ${k}: page ${steps[s][k]} vs native ${v}`);
+      }
+    });
+
     // The explainer's curves are the engine's loss function on the same inputs.
     await view(page, 'explainer');
     for (const [loss, beta, z, wd, wu] of [['kto', '0.3', '4', '1.5', '0.7'], ['apo_zero_unpaired', '0.3', '4', '1.5', '0.7']]) {
@@ -57,13 +75,27 @@ test('guided demo (quick) on the backend "auto" picks shows before/after numbers
       }, [loss, beta, z]);
       const curve = await page.evaluate(() => window.ktoStudio.views.explainer.state.last);
       const zEff = loss === 'kto' ? 4 : 0;
-      assert.equal(curve.r.length, 161);
+      assert.equal(curve.r.length, 241);
       curve.r.forEach((r, i) => {
         assert.ok(Math.abs(curve.desirable[i] - 1.5 * (1 - sig(0.3 * (r - zEff)))) <= 1e-6, `desirable at r=${r}`);
         assert.ok(Math.abs(curve.undesirable[i] - 0.7 * (1 - sig(0.3 * (zEff - r)))) <= 1e-6, `undesirable at r=${r}`);
       });
       await env.shot(`10-explainer-${loss}`);
     }
+
+    // The last training batch is drawn as dots, inside axes that fit it; hovering one names its row.
+    const ex = await page.evaluate(() => ({ drawn: window.ktoStudio.views.explainer.state.drawn, r: window.ktoStudio.views.explainer.state.last.r }));
+    assert.equal(ex.drawn.length, steps[steps.length - 1].rows.length, 'one dot per row of the last batch');
+    for (const p of ex.drawn) {
+      assert.ok(p.r > ex.r[0] && p.r < ex.r[ex.r.length - 1], `reward ${p.r} inside the axis ${ex.r[0]}…${ex.r[ex.r.length - 1]}`);
+      assert.ok(p.x >= 0 && p.x <= 760 && p.y >= 0 && p.y <= 320, 'on the canvas');
+    }
+    await page.locator('[data-testid=ex-canvas]').scrollIntoViewIfNeeded();
+    const box = await page.locator('[data-testid=ex-canvas]').boundingBox();
+    await page.mouse.move(box.x + ex.drawn[0].x * (box.width / 760), box.y + ex.drawn[0].y * (box.height / 320));
+    await page.waitForSelector('[data-testid=ex-tip]:not([hidden])');
+    assert.match(await page.textContent('[data-testid=ex-tip]'), new RegExp(`reward r = ${ex.drawn[0].r.toFixed(3).replace('.', '\\.')}`));
+    await env.shot('10-explainer-batch');
 
     // Auto-label: machine-made labels, visibly marked, land in the dataset and stay editable.
     await view(page, 'generate');

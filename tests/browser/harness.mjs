@@ -16,8 +16,8 @@ const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--u
   '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 
 /** Start server + browser. `webgpu: false` launches Chromium without any WebGPU adapter. */
-export async function launch({ webgpu = true } = {}) {
-  const server = await serve(join(ROOT, 'dist'), 0);
+export async function launch({ webgpu = true, root = join(ROOT, 'dist') } = {}) {
+  const server = await serve(root, 0);
   const origin = `http://127.0.0.1:${server.address().port}`;
   const userDataDir = mkdtempSync(join(tmpdir(), 'kto-chromium-'));
   const args = [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : ['--disable-gpu', '--disable-features=WebGPU,Vulkan'])];

@@ -3,7 +3,7 @@
 // and keeps every label; and a cluttered model folder picked whole reads only the model's weights.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labelsInDb, openApp, view, withBrowser, ROOT } from './harness.mjs';
@@ -71,3 +71,74 @@ test('the folder picker reads only the model\'s own weights from a cluttered fol
   assert.equal(await page.textContent('[data-testid=model-read]'), 'config.json, model.safetensors, tokenizer.json, tokenizer_config.json');
   assert.equal(await page.isVisible('[data-testid=model-error]'), false);
 }));
+
+test('progress tells the truth: a warm-up state, human ETAs, and a notice after reopening on an interrupted run', { timeout: 300_000 }, () => withBrowser({ webgpu: false }, 'interrupted', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  for (const r of [
+    { prompt: 'Once upon a time', completion: ' there was a happy cat.', label: true },
+    { prompt: 'Tom had a ball.', completion: ' It was sad and lost.', label: false },
+  ]) await page.evaluate((row) => window.ktoStudio.app.addLabel(row), r);
+  const before = await labelsInDb(page);
+  await view(page, 'train');
+  await page.fill('[data-testid=steps]', '5000');
+  await page.fill('[data-testid=batch-size]', '2');
+  await page.click('[data-testid=train]');
+  await page.waitForFunction(() => window.ktoStudio.views.train.history.length >= 3, null, { timeout: 120_000 });
+  // Before any step the page said it was warming up; then steps with a pace and an ETA in words.
+  assert.deepEqual(await page.evaluate(() => window.ktoStudio.views.train.phases), ['warmup', 'training']);
+  assert.match(await page.textContent('[data-testid=progress-text]'), /^step \d+\/5000 · \d+ ms\/step · (about \d+(\.\d)? (s|min|h)|a few seconds) left$/);
+  await env.shot('5-train-progress');
+
+  // Reopen mid-run: the page says a run was cut off, at which step, and what was kept.
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+  assert.equal(await page.getAttribute('[data-testid=notice]', 'data-kind'), 'interrupted');
+  assert.match(await page.textContent('#notice-text'), /^A training run was interrupted at step \d+ of 5000 \(stories260K.*Your labels are kept/);
+  assert.deepEqual(await labelsInDb(page), before);
+  // Said once: the next visit is quiet.
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
+  assert.doesNotMatch(await page.textContent('#notice-text'), /interrupted/);
+  assert.equal(await page.getAttribute('[data-testid=notice]', 'data-kind'), null);
+}));
+
+test('from 20 labels a few are held out automatically, and each step reports them', { timeout: 300_000 }, () => withBrowser({ webgpu: false }, 'heldout', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  const words = ['happy', 'sad', 'bright', 'dark', 'kind', 'cruel'];
+  for (let i = 0; i < 24; i++) {
+    const row = { prompt: `Story ${i}: once upon a time`, completion: ` the cat was ${words[i % 6]}.`, label: i % 2 === 0 };
+    await page.evaluate((r) => window.ktoStudio.app.addLabel(r), row);
+  }
+  await view(page, 'train');
+  await page.waitForFunction(() => document.querySelector('[data-testid=holdout]').value === '2', null, { timeout: 30_000 });
+  await page.fill('[data-testid=steps]', '4');
+  await page.fill('[data-testid=batch-size]', '4');
+  await page.click('[data-testid=train]');
+  await page.waitForSelector('[data-testid=train-message][data-status]', { timeout: 120_000 });
+  assert.match(await page.textContent('[data-testid=train-message]'), /^Done: 4 steps on 22 rows, 2 held out\./);
+  const history = await page.evaluate(() => window.ktoStudio.views.train.history);
+  assert.equal(history.length, 4);
+  for (const m of history) assert.ok(Number.isFinite(m.heldout.loss) && Number.isFinite(m.heldout.kl), JSON.stringify(m.heldout));
+  assert.ok(await page.isVisible('[data-testid=last-metrics] [data-metric="held-out loss"]'));
+  await env.shot('5-train-heldout');
+}));
+
+test('a deployment without its engine (no pkg/) retries with a pause, then says so — no restart loop', { timeout: 120_000 }, async () => {
+  const root = mkdtempSync(join(tmpdir(), 'kto-broken-'));
+  cpSync(join(ROOT, 'dist'), root, { recursive: true, filter: (src) => !src.includes(`${join(ROOT, 'dist', 'pkg')}`) });
+  await withBrowser({ webgpu: false, root }, 'broken-deployment', async (env) => {
+    const { page } = env;
+    await page.goto(`${env.origin}/`);
+    await page.waitForFunction(() => /could not start/.test(document.querySelector('#notice-text').textContent), null, { timeout: 60_000 });
+    assert.match(await page.textContent('#notice-text'), /^The engine could not start \(.*\)\. Reload the page; if this keeps happening, this build of the app is incomplete\./);
+    assert.equal(await page.textContent('[data-testid=backend]'), 'engine failed to start');
+    const starts = () => env.requests.filter((u) => u.endsWith('/js/worker.js')).length;
+    const seen = starts();
+    assert.ok(seen >= 2 && seen <= 4, `${seen} worker starts: the first and at most 3 retries`);
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(starts(), seen, 'no further restarts');
+    await env.shot('6-broken-deployment');
+  });
+});

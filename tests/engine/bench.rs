@@ -21,7 +21,7 @@ fn step_flops_are_the_hand_count_for_stories260k() {
     let data = train_config(&cfg).dataset(&m.tokenizer, &kto_studio::bench::examples(cfg.batch)).unwrap();
     let batch = data.batch(0);
     assert_eq!((batch.main.batch, batch.main.len), (8, 64));
-    let predicting = |c: &kto_studio::kto::Collated| -> usize {
+    let predicting = |c: &kto_studio::score::Collated| -> usize {
         (0..c.batch).map(|r| (1..c.len).filter(|&i| c.completion_mask[r * c.len + i] == 1.0).count()).sum()
     };
     let fwd = fwd_at(predicting(&batch.main));

@@ -1,6 +1,7 @@
 use kto_studio::Error;
-use kto_studio::kto::batch::{collate, tokenize_row};
+use kto_studio::kto::batch::tokenize_row;
 use kto_studio::kto::{KtoDataset, KtoExample, parse_jsonl, to_jsonl};
+use kto_studio::score::collate;
 
 use crate::common::*;
 

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use kto_studio::ModelBundle;
 use kto_studio::formats::hf;
-use kto_studio::kto::loss::sequence_logps;
 use kto_studio::kto::{TrainConfig, parse_jsonl};
 use kto_studio::model::{KvCache, Model, token_ids};
+use kto_studio::score::sequence_logps;
 use serde_json::Value;
 
 use crate::common::{cpu, wgpu};

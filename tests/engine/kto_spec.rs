@@ -5,8 +5,9 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 use kto_studio::kto::batch::{TokenizedRow, kl_completions};
-use kto_studio::kto::loss::{batch_metrics, kto_losses, sequence_logps};
+use kto_studio::kto::loss::{batch_metrics, kto_losses};
 use kto_studio::kto::{KtoExample, KtoLossConfig, LossType, TrainConfig, Trainer, imbalance_advice, reference_point};
+use kto_studio::score::sequence_logps;
 
 use crate::common::*;
 

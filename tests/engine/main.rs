@@ -16,5 +16,6 @@ mod loaders;
 mod lora;
 mod mood;
 mod robustness;
+mod session;
 mod training;
 mod trl_parity;

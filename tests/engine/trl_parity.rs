@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use kto_studio::ModelBundle;
-use kto_studio::kto::loss::sequence_logps;
 use kto_studio::kto::{KtoLossConfig, OptimizerKind, TrainConfig, Trainer, parse_jsonl};
 use kto_studio::model::Model;
+use kto_studio::score::sequence_logps;
 use serde_json::Value;
 
 use crate::common::{block, cpu};
@@ -23,7 +23,7 @@ fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-/// The CLI's `--batch-size 8 --steps 5 --optimizer sgd --lr 1.0 --beta 0.1 --max-length 64 --no-shuffle`.
+/// The CLI's `--batch-size 8 --steps 5 --optimizer sgd --lr 1.0 --beta 0.1 --max-length 64 --max-grad-norm 0 --no-shuffle`.
 fn trl_config() -> TrainConfig {
     TrainConfig {
         loss: KtoLossConfig { beta: 0.1, ..Default::default() },
@@ -143,7 +143,7 @@ fn cli_reproduces_trl_metrics() {
             .arg(dir().join(arch))
             .arg("--data")
             .arg(dir().join("data.jsonl"))
-            .args("--batch-size 8 --steps 5 --optimizer sgd --lr 1.0 --beta 0.1 --max-length 64 --no-shuffle --metrics-out".split(' '))
+            .args("--batch-size 8 --steps 5 --optimizer sgd --lr 1.0 --beta 0.1 --max-length 64 --max-grad-norm 0 --no-shuffle --metrics-out".split(' '))
             .arg(&out)
             .output()
             .unwrap();

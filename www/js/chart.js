@@ -33,13 +33,17 @@ export class LineChart {
     c.fillStyle = '#667';
     c.fillText(y1.toPrecision(3), 2, 12);
     c.fillText(y0.toPrecision(3), 2, h - 16);
-    c.fillText(`step ${x1}`, w - 50, h - 2);
+    // The x labels are the steps drawn: a chart of one step says "step 1", not a range to 2.
+    c.fillText(`step ${x0}`, pad, h - 2);
+    if (Math.max(...xs) > x0) c.fillText(`step ${Math.max(...xs)}`, w - 50, h - 2);
     this.series.forEach((s, i) => {
       c.strokeStyle = COLORS[i % COLORS.length];
       c.beginPath();
       s.points.forEach(([x, y], j) => (j ? c.lineTo(X(x), Y(y)) : c.moveTo(X(x), Y(y))));
       c.stroke();
       c.fillStyle = COLORS[i % COLORS.length];
+      // One point draws no line: mark it.
+      if (s.points.length === 1) { const [x, y] = s.points[0]; c.fillRect(X(x) - 2, Y(y) - 2, 4, 4); }
       if (this.series.length > 1) c.fillText(s.name, pad + 4 + i * 70, 10);
     });
   }

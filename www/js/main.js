@@ -18,7 +18,14 @@ const app = {
   /** Wrap prompts in the model's chat template (instruct models). */
   chat: false,
   backend: null,
+  /** A trained model exists in the engine (a run, a restore or an imported adapter). */
   trained: false,
+  /** The trained model has LoRA adapters (so it can be downloaded as a PEFT adapter). */
+  hasAdapter: false,
+  /** The training settings: the engine's list (schema) and the Train form's current values. */
+  settings: { schema: [], values: {} },
+  /** The Generate screen's last prompt (Compare falls back to it when nothing is labelled). */
+  lastPrompt: '',
   /** { train: [...], heldout: [...], heldout_stories: [...] } from TinyStories validation stories. */
   prompts: fetch('data/prompts.json').then((r) => r.json()).catch(() => ({ train: [], heldout: [], heldout_stories: [] })),
 
@@ -29,10 +36,17 @@ const app = {
     this.backend = info;
     const a = info.adapter || {};
     const name = a.description || a.architecture || a.vendor || 'adapter';
+    const kind = info.software ? 'software adapter' : 'hardware GPU';
     badge.textContent = info.backend === 'wgpu'
-      ? `WebGPU · ${name}${info.software ? ' (software adapter: slow)' : ''}`
+      ? `WebGPU · ${name} (${kind})`
       : `CPU (wasm)${info.autoReason ? ' · auto' : ''}`;
     badge.title = info.autoReason ? `Chosen automatically: ${info.autoReason}. The backend menu switches it.` : '';
+    // Say what was chosen and why, and when the other backend would be faster.
+    $('#backend-why').textContent = info.autoReason
+      ? `auto chose ${info.backend === 'wgpu' ? 'WebGPU' : 'the CPU'}: ${info.autoReason}.`
+      : info.backend === 'wgpu' && info.software
+        ? 'This WebGPU adapter is a software renderer: training here is 10–30× slower than on the CPU backend. Switch the backend to "CPU (wasm)" or "auto".'
+        : '';
     badge.dataset.backend = info.backend;
     badge.dataset.adapter = JSON.stringify(a);
     badge.dataset.software = String(!!info.software);
@@ -50,6 +64,7 @@ const app = {
     this.modelInfo = info;
     this.chat = info.chat;
     this.trained = false;
+    this.hasAdapter = false;
     return info;
   },
 
@@ -78,8 +93,15 @@ const app = {
     views.explainer.onTrainStep(metrics, config);
   },
 
+  /** Store a labelled row; returns its id. */
   async addLabel(row) {
-    await labels.add(row);
+    const id = await labels.add(row);
+    await views.dataset.refresh();
+    return id;
+  },
+  /** Change or (label null) remove a row stored by addLabel. */
+  async relabel(id, row, label) {
+    if (label === null) await labels.remove(id); else await labels.put({ ...row, id, label, source: 'human' });
     await views.dataset.refresh();
   },
 };
@@ -94,6 +116,17 @@ function notice(text, offerCpu = false) {
 
 const views = {};
 
+/** A run still marked running when the page opens was cut off (tab closed, reloaded, crashed):
+ *  say so once, and what survived. */
+async function noticeInterruptedRun() {
+  const run = await settings.get('run', null);
+  // The closed page's last progress write can land after this one: a run is noticed once, by its start time.
+  if (run?.status !== 'running' || (await settings.get('run-noticed', null)) === run.started) return;
+  await settings.set('run-noticed', run.started);
+  notice(`A training run was interrupted at step ${run.step} of ${run.total} (${run.model}, started ${new Date(run.started).toLocaleString()}): the page was closed or reloaded while it ran. Your labels are kept; the weights it trained were not, unless you saved them (Train → Restore saved weights).`);
+  $('#notice').dataset.kind = 'interrupted';
+}
+
 function showView(name) {
   document.querySelectorAll('nav button').forEach((b) => b.classList.toggle('active', b.dataset.view === name));
   document.querySelectorAll('main > section').forEach((s) => (s.hidden = s.id !== `view-${name}`));
@@ -107,7 +140,7 @@ async function boot() {
   views.dataset = initDatasetView(app);
   views.train = initTrainView(app);
   initCompareView(app);
-  initDemoView(app);
+  views.demo = initDemoView(app);
   views.explainer = initExplainerView(app);
   document.querySelectorAll('nav button').forEach((b) => b.addEventListener('click', () => showView(b.dataset.view)));
 
@@ -126,12 +159,15 @@ async function boot() {
 
   try {
     await app.initBackend(choice);
+    views.train.renderSettings(await app.engine.call('settings'));
+    views.explainer.useSettings(app.settings.values);
     views.model.render(await app.loadBuiltin());
     await app.loadJudge();
   } catch (e) {
     views.model.showError(e);
   }
   await views.dataset.refresh();
+  await noticeInterruptedRun();
   document.body.dataset.ready = 'true';
 }
 
@@ -146,6 +182,8 @@ async function recover(reason) {
   crashes += 1;
   const offerCpu = $('#backend-choice').value !== 'cpu';
   if (crashes > 3) {
+    $('#backend').textContent = 'engine failed to start';
+    $('#backend').dataset.backend = 'none';
     notice(`The engine could not start (${reason}). Reload the page; if this keeps happening, this build of the app is incomplete.`, false);
     recovering = false;
     return;

@@ -1,36 +1,39 @@
 // The page <-> worker message protocol, and the page-side client for it.
 //
-// Requests (page -> worker): { id, type, ...args }
+// Requests (page -> worker): { id, type, ...args }. `settings` below is the flat training settings
+// object whose keys, defaults and ranges the `settings` request returns (src/kto/settings.rs).
 //   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, software, autoReason?, fallbackReason? }
 //             ('auto': WebGPU on a hardware adapter, the CPU on a software one; autoReason says why)
-//   load      { name, files: [{ name, bytes: ArrayBuffer }] } -> model info {name, format, config, parameters, chat, lora}
+//   load      { name, files: [{ name, bytes: ArrayBuffer }], folder } -> model info {name, format, files, config, parameters, chat, lora}
 //             (a .gguf; a Hugging Face folder's config.json + *.safetensors + tokenizer*.json; or llama2.c .bin + tok*.bin)
 //   generate  { prompt, n, sampling, which: 'base'|'trained', chat } -> [{ ids, text, finished }]
-//             (chat: wrap the prompt in the model's chat template)
 //             streams { type: 'token', id, sample, text } as text arrives
-//   memory    { rows, config }                              -> { estimate, seqLen, error } (error: why it cannot fit)
-//   train     { rows, config }                              -> { steps, status: 'done'|'cancelled', memory }
-//             (config.lora = {rank, alpha, dropout, targets} or null; config.chat; refused when it cannot fit)
+//   settings  {}                                            -> [{ key, flag, label, help, trl_default, group, kind, default }]
+//   memory    { rows, settings }                            -> { estimate, data, seqLen, error } (error: why it cannot fit)
+//   train     { rows, settings }                            -> { rows, dropped, batches, steps, status: 'done'|'cancelled', memory }
+//             (refused when it cannot fit; the rows are tokenized once, shared with a `memory` of the same rows)
 //             streams { type: 'progress', id, step, total, metrics, elapsedMs } once per step
-//   pause | resume | cancel  {}                             -> {} (control the running train)
+//             (metrics: TRL's names, plus rows: [{ log_ratio, label }] of the step's batch)
+//   pause | resume | cancel  {}                             -> {} (control the running train or mood run)
 //   evaluate  {}                                            -> metrics of the trained model on the run's data
-//   export    {}                                            -> { bytes: ArrayBuffer } the trained model as one file
-//             (llama2.c checkpoint, PEFT adapter safetensors, or merged Hugging Face safetensors)
+//   export    {}                                            -> { name, bytes: ArrayBuffer } the trained model as one file
 //   restore   { bytes: ArrayBuffer }                        -> {}
+//   tokenDiff { text }                                      -> [{ text, base, trained }] each token's log-prob under both models
 //   exportFiles { kind: 'adapter'|'merged' }                -> [{ name, bytes }] a PEFT adapter / Hugging Face folder
 //   importAdapter { config: ArrayBuffer, tensors: ArrayBuffer } -> { rank, alpha, targets, adapters }
 //   stats     {}                                            -> { wasmMemory } bytes of wasm linear memory
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
-//   advice    { nD, nU, wD, wU }                            -> TRL imbalance advice or null
+//   advice    { nD, nU, settings }                          -> TRL imbalance advice or null
 //   judgeLoad { labels, emoji, negators }                   -> {} (AFINN lexicon texts from npm `sentiment`)
-//   judge     { texts }                                     -> [score]
-//   recipe    { mood: 'happier'|'sadder' }                  -> the documented mood recipe
-//   autoLabel { samples: [{prompt,text,tokens,score}], rule } -> { rows, desirable_weight, undesirable_weight }
+//   judgeLabel { text, rule }                               -> { score, label: true|false|null }
+//   recipe    { mood: 'happier'|'sadder', size: 'full'|'quick' } -> the engine's mood recipe
+//   mood      { recipe, sets }                              -> the recipe's report { before, after, ... }
+//             streams { type: 'mood', id, event } with event.stage 'evaluated' | 'sampled' | 'labelled' | 'step'
 //   heldout   { which, sets, recipe }                       -> { summary, nll_per_token, samples }
 //   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
-//   bench     { steps, batch, seqLen, genTokens, loraRank, chat } -> the engine's benchmark (src/bench.rs) on the loaded model
 //                                                           -> { desirable: number[], undesirable: number[] }
+//   bench     { steps, batch, seqLen, genTokens, loraRank, chat } -> the engine's benchmark (src/bench.rs) on the loaded model
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.
 

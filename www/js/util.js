@@ -30,3 +30,12 @@ export function download(name, data, type) {
 }
 
 export const num = (id) => Number(document.getElementById(id).value);
+
+/** A duration as a person says it: "a few seconds", "about 40 s", "about 2 min", "about 1.5 h". */
+export function humanDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return 'unknown';
+  if (seconds < 5) return 'a few seconds';
+  if (seconds < 90) return `about ${Math.round(seconds)} s`;
+  if (seconds < 90 * 60) return `about ${Math.round(seconds / 60)} min`;
+  return `about ${(seconds / 3600).toFixed(1)} h`;
+}

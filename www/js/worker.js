@@ -3,7 +3,6 @@
 import init, * as engine from '../pkg/kto_studio.js';
 
 const ready = init({ module_or_path: new URL('../pkg/kto_studio_bg.wasm', import.meta.url) });
-const train = { paused: false, cancelled: false, resume: null, running: false };
 
 async function adapterInfo() {
   if (!self.navigator.gpu) return { adapter: null, reason: 'this browser has no WebGPU (navigator.gpu is missing)' };
@@ -75,10 +74,10 @@ async function memoryBudget() {
   return budget;
 }
 
-/** The estimate of a run and, when it cannot fit, why and what to change (`error`). */
-async function assessMemory(rows, config) {
-  const seqLen = engine.max_row_tokens(rows, config);
-  const est = engine.memory_estimate(config, seqLen);
+/** The engine's view of a run (its rows, its memory estimate) and, when it cannot fit on this
+ *  device, why and what to change (`error`). */
+async function assessMemory(rows, settings) {
+  const { data, memory: est } = engine.estimate(rows, settings);
   const budget = await memoryBudget();
   const mb = (b) => `${Math.round(b / MiB).toLocaleString()} MiB`;
   let error = null;
@@ -87,32 +86,45 @@ async function assessMemory(rows, config) {
   } else if (est.largest_tensor > budget.buffer) {
     error = `the largest tensor of this run (the logits, ${mb(est.largest_tensor)}) exceeds this GPU's buffer limit of ${mb(budget.buffer)}. Use a smaller batch size or a shorter max length.`;
   }
-  return { estimate: est, seqLen, error };
+  return { estimate: est, data, seqLen: data.max_row_len, error };
 }
 
-async function runTraining(id, { rows, config }) {
-  if (train.running) throw new Error('a training run is already in progress');
-  // Refuse a run that cannot fit before anything is allocated.
-  const memory = await assessMemory(rows, config);
-  if (memory.error) throw new Error(memory.error);
-  const info = { ...engine.train_start(rows, config), memory };
-  Object.assign(train, { paused: false, cancelled: false, running: true });
-  const start = performance.now();
+/** Pause, resume and cancel of the run in progress: the engine's run driver awaits `between()`
+ *  after every step, so a pause holds it there and a cancel ends it. */
+const control = { paused: false, cancelled: false, resume: null, running: false };
+
+async function between() {
+  // Yield to the event loop so pause/cancel messages are seen: on the CPU backend a step's
+  // promises resolve as microtasks, which would otherwise starve incoming messages.
+  await new Promise((r) => setTimeout(r, 0));
+  if (control.paused) await new Promise((r) => (control.resume = r));
+  return !control.cancelled;
+}
+
+/** Run `body` as the one long job (a training run or the mood recipe) the controls apply to. */
+async function exclusive(body) {
+  if (control.running) throw new Error('a training run is already in progress');
+  Object.assign(control, { paused: false, cancelled: false, running: true });
   try {
-    let step = 0;
-    for (; step < config.steps; step++) {
-      // Yield to the event loop so pause/cancel messages are seen: on the CPU backend a step's
-      // promises resolve as microtasks, which would otherwise starve incoming messages.
-      await new Promise((r) => setTimeout(r, 0));
-      if (train.paused) await new Promise((r) => (train.resume = r));
-      if (train.cancelled) return { ...info, steps: step, status: 'cancelled' };
-      const metrics = await engine.train_step();
-      self.postMessage({ type: 'progress', id, step: step + 1, total: config.steps, metrics, elapsedMs: performance.now() - start });
-    }
-    return { ...info, steps: step, status: 'done' };
+    return await body();
   } finally {
-    train.running = false;
+    control.running = false;
   }
+}
+
+async function runTraining(id, { rows, settings }) {
+  // Refuse a run that cannot fit before anything is allocated.
+  const memory = await assessMemory(rows, settings);
+  if (memory.error) throw new Error(memory.error);
+  return exclusive(async () => {
+    const data = engine.train_start(rows, settings);
+    const start = performance.now();
+    const end = await engine.train((report) => {
+      self.postMessage({ type: 'progress', id, step: report.step, total: report.total, metrics: report, elapsedMs: performance.now() - start });
+      return between();
+    });
+    return { ...data, memory, steps: end.steps, status: end.stopped ? 'cancelled' : 'done' };
+  });
 }
 
 const handlers = {
@@ -121,29 +133,35 @@ const handlers = {
     engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes)), !!folder),
   generate: ({ prompt, n, sampling, which, chat }, id) =>
     engine.generate(prompt, n, sampling, which, !!chat, (sample, text) => self.postMessage({ type: 'token', id, sample, text })),
-  memory: ({ rows, config }) => assessMemory(rows, config),
+  settings: () => engine.settings(),
+  memory: ({ rows, settings }) => assessMemory(rows, settings),
   /** Bytes of wasm linear memory: the engine's host-side peak (it never shrinks). */
   stats: async () => ({ wasmMemory: (await ready).memory.buffer.byteLength }),
   exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
   importAdapter: ({ config, tensors }) => engine.import_adapter(new Uint8Array(config), new Uint8Array(tensors)),
   train: (args, id) => runTraining(id, args),
-  pause: () => { train.paused = true; return {}; },
-  resume: () => { train.paused = false; train.resume?.(); train.resume = null; return {}; },
-  cancel: () => { train.cancelled = true; train.paused = false; train.resume?.(); train.resume = null; return {}; },
+  pause: () => { control.paused = true; return {}; },
+  resume: () => { control.paused = false; control.resume?.(); control.resume = null; return {}; },
+  cancel: () => { control.cancelled = true; control.paused = false; control.resume?.(); control.resume = null; return {}; },
   evaluate: () => engine.train_evaluate(),
-  export: async () => { const b = await engine.export_trained(); return { bytes: b.buffer }; },
+  export: async () => { const [[name, bytes]] = await engine.export_files('one'); return { name, bytes: bytes.buffer }; },
+  tokenDiff: ({ text }) => engine.token_diff(text),
   restore: ({ bytes }) => { engine.restore_trained(new Uint8Array(bytes)); return {}; },
   parseJsonl: ({ text }) => engine.parse_jsonl_rows(text),
   toJsonl: ({ rows }) => engine.rows_to_jsonl(rows),
-  advice: ({ nD, nU, wD, wU }) => engine.imbalance_advice(nD, nU, wD, wU),
+  advice: ({ nD, nU, settings }) => engine.imbalance_advice(nD, nU, settings),
   judgeLoad: ({ labels, emoji, negators }) => { engine.judge_load(labels, emoji, negators); return {}; },
-  judge: ({ texts }) => engine.judge_scores(texts),
-  recipe: ({ mood }) => engine.mood_recipe(mood),
-  autoLabel: ({ samples, rule }) => engine.auto_label_rows(samples, rule),
+  judgeLabel: ({ text, rule }) => engine.judge_label(text, rule),
+  recipe: ({ mood, size }) => engine.mood_recipe(mood, size || 'full'),
+  /** The engine's mood recipe; streams { type: 'mood', id, event } for each stage. */
+  mood: ({ recipe, sets }, id) => exclusive(() => engine.mood_run(recipe, sets, (event) => {
+    self.postMessage({ type: 'mood', id, event });
+    return between();
+  })),
   heldout: ({ which, sets, recipe }) => engine.heldout_eval(which, sets, recipe),
   lossCurve: ({ r, z, loss }) => engine.loss_curve(Float64Array.from(r), z, loss),
   bench: ({ steps = 10, batch = 8, seqLen = 64, genTokens = 128, loraRank = 0, chat = false }) =>
-    engine.bench(steps, batch, seqLen, genTokens, loraRank, chat),
+    engine.bench({ steps, batch, seq_len: seqLen, gen_tokens: genTokens, lora_rank: loraRank, chat }),
 };
 
 self.onmessage = async ({ data }) => {

@@ -152,7 +152,7 @@ pub struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    pub fn of(c: &'a kto_studio::kto::Collated) -> Self {
+    pub fn of(c: &'a kto_studio::score::Collated) -> Self {
         Rows { batch: c.batch, len: c.len, ids: &c.ids, lengths: &c.lengths, completion_mask: &c.completion_mask }
     }
 }

@@ -1,11 +1,12 @@
 // Dataset: the labelled rows in IndexedDB — list, edit, delete, import/export TRL JSONL, class
 // counts and TRL's imbalance advice.
-import { $, el, download, num, showError } from '../util.js';
+import { $, el, download, showError } from '../util.js';
 import { labels } from '../storage.js';
 
 export function initDatasetView(app) {
   const tbody = $('#rows');
   const error = $('#dataset-error');
+  const info = (text) => { $('#dataset-info').textContent = text; $('#dataset-info').hidden = !text; };
 
   async function refresh() {
     const rows = await labels.all();
@@ -19,7 +20,7 @@ export function initDatasetView(app) {
     advice.textContent = '';
     if (nD && nU) {
       try {
-        const a = await app.engine.call('advice', { nD, nU, wD: num('w-d'), wU: num('w-u') });
+        const a = await app.engine.call('advice', { nD, nU, settings: app.settings.values });
         advice.textContent = a.warn
           ? `The classes are imbalanced for the current weights: set λ_D in [${a.desirable_weight.join(', ')}] ` +
             `or λ_U in [${a.undesirable_weight.join(', ')}] so that λ_D·n_D / (λ_U·n_U) lies in [1, 4/3] (KTO paper, TRL).`
@@ -60,11 +61,21 @@ export function initDatasetView(app) {
     e.target.value = '';
     if (!file) return;
     showError(error, null);
+    info('');
     try {
-      // The engine's own parser: the same errors (with line numbers) as the CLI.
-      const rows = await app.engine.call('parseJsonl', { text: await file.text() });
+      // The engine's own parser: the same errors (with line numbers) as the CLI, every one of them.
+      const { rows, errors, paired, lines } = await app.engine.call('parseJsonl', { text: await file.text() });
+      if (errors.length) {
+        const n = errors.length;
+        return showError(error, `Import of ${file.name}: nothing was added. Fix ${n === 1 ? 'this line' : `these ${n} lines`} and import again:\n${errors.join('\n')}`);
+      }
+      if (!rows.length) {
+        return showError(error, `${file.name} has no rows${lines ? '' : ' (it is empty or only blank lines)'}: each line should be {"prompt": "…", "completion": "…", "label": true}.`);
+      }
       await labels.addMany(rows.map((r) => ({ ...r, source: 'import' })));
       await refresh();
+      const split = paired ? ` (${paired} paired row${paired > 1 ? 's' : ''} split into ${2 * paired})` : '';
+      info(`Added ${rows.length} row${rows.length > 1 ? 's' : ''} from ${file.name}${split}.`);
     } catch (err) {
       showError(error, `Import of ${file.name} failed, nothing was added: ${err.message}`);
     }
@@ -73,6 +84,7 @@ export function initDatasetView(app) {
   $('#clear-dataset').addEventListener('click', async () => {
     if (confirm('Delete every labelled row?')) { await labels.clear(); refresh(); }
   });
-  for (const id of ['w-d', 'w-u']) $(`#${id}`).addEventListener('change', refresh);
+  // The advice depends on the class weights, which the Train form owns.
+  document.addEventListener('settings-changed', refresh);
   return { refresh };
 }

@@ -1,41 +1,18 @@
 // The guided demo "teach the stories a mood", and held-out evaluation of base vs trained:
 // the documented recipe (the engine's MoodRecipe), run step by step in the worker.
-import { $, el, showError } from '../util.js';
-
-const QUICK = { trainPrompts: 8, samplesPerPrompt: 4, steps: 10, heldoutPrompts: 4, evalSamples: 2 };
+import { $, el, humanDuration, showError } from '../util.js';
 
 export function initDemoView(app) {
   const status = (t) => ($('#demo-status').textContent = t);
   let recipe = null;
   let sets = null;
 
+  /** The engine's recipe at the chosen size, and the build's prompt sets. */
   async function prepare() {
-    const mood = $('#demo-mood').value;
-    recipe = await app.engine.call('recipe', { mood });
-    const all = await app.prompts;
-    sets = { ...all };
-    if ($('#demo-size').value === 'quick') {
-      recipe.samples_per_prompt = QUICK.samplesPerPrompt;
-      recipe.train.steps = QUICK.steps;
-      recipe.eval_samples_per_prompt = QUICK.evalSamples;
-      sets = { train: all.train.slice(0, QUICK.trainPrompts), heldout: all.heldout.slice(0, QUICK.heldoutPrompts), heldout_stories: all.heldout_stories.slice(0, QUICK.heldoutPrompts) };
-    }
+    recipe = await app.engine.call('recipe', { mood: $('#demo-mood').value, size: $('#demo-size').value });
+    sets = await app.prompts;
     if (!sets.heldout.length) throw new Error('this build has no held-out TinyStories prompts (data/prompts.json)');
     return { recipe, sets };
-  }
-
-  /** Sample the training prompts with the recipe's seeds and let the judge score each sample. */
-  async function sampleAndJudge() {
-    const judged = [];
-    for (let i = 0; i < sets.train.length; i++) {
-      status(`sampling prompt ${i + 1}/${sets.train.length}…`);
-      const sampling = { ...recipe.sampling, seed: recipe.sampling.seed + 1000 * i };
-      const out = await app.engine.call('generate', { prompt: sets.train[i], n: recipe.samples_per_prompt, sampling, which: 'base' });
-      const scores = await app.engine.call('judge', { texts: out.map((s) => s.text) });
-      out.forEach((s, j) => judged.push({ prompt: sets.train[i], text: s.text, tokens: s.ids.length, score: scores[j] }));
-      $('#demo-progress').value = (i + 1) / sets.train.length / 3;
-    }
-    return judged;
   }
 
   function renderResults(before, after) {
@@ -74,42 +51,98 @@ export function initDemoView(app) {
     return { before, after };
   }
 
+  /** How long a recipe takes here, from this backend's measured step time and generation speed. */
+  function duration(r, s, speed) {
+    const prompts = Math.min(s.train.length, r.max_train_prompts ?? Infinity);
+    const heldout = Math.min(s.heldout.length, r.max_heldout_prompts ?? Infinity);
+    // Generation runs a prompt's samples together: its time is about max_tokens steps of decoding.
+    const generation = ((prompts + 2 * heldout) * r.sampling.max_tokens) / speed.generate_tokens_per_s;
+    return generation + (speed.first_step_ms + r.train.steps * speed.kto_step_ms) / 1000;
+  }
+
+  let speed = null;
+  let sizeChosen = false;
+  $('#demo-size').addEventListener('change', () => { sizeChosen = true; showEstimate(); });
+  $('#demo-mood').addEventListener('change', showEstimate);
+
+  /** Measure once (a short engine benchmark), then say how long each size takes; on a slow backend
+   *  the quick size is chosen unless the user picked one. */
+  async function showEstimate() {
+    const out = $('#demo-estimate');
+    try {
+      if (!speed) {
+        out.textContent = 'Measuring this backend to estimate the demo\'s time…';
+        speed = await app.engine.call('bench', { steps: 1, batch: 8, seqLen: 64, genTokens: 32 });
+      }
+      const all = await app.prompts;
+      const mood = $('#demo-mood').value;
+      const [full, quick] = await Promise.all(['full', 'quick'].map((size) => app.engine.call('recipe', { mood, size })));
+      const [tFull, tQuick] = [duration(full, all, speed), duration(quick, all, speed)];
+      if (!sizeChosen && tFull > 300) $('#demo-size').value = 'quick';
+      const chosen = $('#demo-size').value === 'quick' ? tQuick : tFull;
+      out.textContent = `Estimated time on this backend: ${humanDuration(chosen)} (full recipe ${humanDuration(tFull)}, quick ${humanDuration(tQuick)}; measured ${speed.kto_step_ms.toFixed(0)} ms per training step, ${speed.generate_tokens_per_s.toFixed(0)} tokens/s).${!sizeChosen && tFull > 300 ? ' The quick size is selected: the full recipe is slow here.' : ''}`;
+      out.dataset.seconds = String(chosen);
+    } catch (e) {
+      out.textContent = `No time estimate: ${e.message}`;
+    }
+  }
+  document.querySelector('nav button[data-view=demo]').addEventListener('click', () => { if (!speed) showEstimate(); });
+  document.addEventListener('model-loaded', () => { speed = null; $('#demo-estimate').textContent = ''; });
+
+  /** The recipe runs in the engine (the same code as `kto mood`); each stage reports here. */
   async function run() {
     showError($('#demo-error'), null);
     $('#demo-run').disabled = true;
     delete $('#demo-results').dataset.done;
+    const steps = [];
+    let before = null;
+    let settings = null;
     try {
       await prepare();
-      const { before } = await evaluateBoth(false);
-      const judged = await sampleAndJudge();
-      const { rows, desirable_weight, undesirable_weight } = await app.engine.call('autoLabel', { samples: judged, rule: recipe.labeling });
-      const nD = rows.filter((r) => r.label).length;
-      if (!nD || nD === rows.length) throw new Error(`the judge labelled ${nD} of ${rows.length} samples desirable: need both classes`);
-      const config = { ...recipe.train, desirable_weight, undesirable_weight };
-      status(`training ${config.steps} steps on ${rows.length} auto-labelled samples (${nD} desirable, λD ${desirable_weight.toFixed(2)}, λU ${undesirable_weight.toFixed(2)})…`);
-      await app.engine.call('train', { rows, config }, {
-        onEvent: (e) => {
-          if (e.type !== 'progress') return;
-          $('#demo-progress').value = 1 / 3 + (e.step / e.total) / 3;
-          status(`training: step ${e.step}/${e.total}, loss ${e.metrics.loss.toFixed(4)}`);
-          app.onTrainStep?.(e.metrics, config);
+      status('evaluating the base model on held-out prompts…');
+      const report = await app.engine.call('mood', { recipe, sets }, {
+        onEvent: ({ type, event: e }) => {
+          if (type !== 'mood') return;
+          if (e.stage === 'evaluated' && e.side === 'base') {
+            before = e.report;
+            renderResults(before, null);
+            status('sampling the training prompts…');
+          } else if (e.stage === 'sampled') {
+            $('#demo-progress').value = e.done / e.total / 3;
+            status(`sampling prompt ${e.done}/${e.total}…`);
+          } else if (e.stage === 'labelled') {
+            settings = e.settings;
+            demo.labelled = { rows: e.rows, settings };
+            const nD = e.desirable;
+            status(`training ${settings.steps} steps on ${e.rows.length} auto-labelled samples (${nD} desirable, λD ${settings.desirable_weight.toFixed(2)}, λU ${settings.undesirable_weight.toFixed(2)})…`);
+          } else if (e.stage === 'step') {
+            steps.push(e);
+            $('#demo-progress').value = 1 / 3 + (e.step / e.total) / 3;
+            status(`training: step ${e.step}/${e.total}, loss ${e.loss.toFixed(4)}`);
+            app.onTrainStep?.(e, settings);
+          } else if (e.stage === 'evaluated') {
+            status('evaluating the trained model on held-out prompts…');
+          }
         },
       });
       app.trained = true;
-      status('evaluating the trained model on held-out prompts…');
-      const after = await app.engine.call('heldout', { which: 'trained', sets, recipe });
-      renderResults(before, after);
+      app.hasAdapter = false;
+      const after = report.after;
+      renderResults(report.before, after);
       $('#demo-progress').value = 1;
-      status(`Done: ${recipe.labeling.mood} rate ${(100 * before.summary.target_rate).toFixed(1)} % → ${(100 * after.summary.target_rate).toFixed(1)} % on held-out prompts; NLL ${before.nll_per_token.toFixed(3)} → ${after.nll_per_token.toFixed(3)}.`);
+      status(`Done: ${recipe.labeling.mood} rate ${(100 * report.before.summary.target_rate).toFixed(1)} % → ${(100 * after.summary.target_rate).toFixed(1)} % on held-out prompts; NLL ${report.before.nll_per_token.toFixed(3)} → ${after.nll_per_token.toFixed(3)}.`);
       $('#demo-results').dataset.done = 'true';
     } catch (e) {
       showError($('#demo-error'), e);
       status('');
     } finally {
       $('#demo-run').disabled = false;
+      demo.steps = steps;
     }
   }
 
+  /** The last run's step reports and labelled rows (read by tests). */
+  const demo = { steps: [], labelled: null };
   $('#demo-run').addEventListener('click', run);
   $('#heldout-run').addEventListener('click', async () => {
     showError($('#demo-error'), null);
@@ -121,4 +154,5 @@ export function initDemoView(app) {
       showError($('#demo-error'), e);
     }
   });
+  return demo;
 }

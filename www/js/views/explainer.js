@@ -2,11 +2,19 @@
 // current training batch as dots on its curves.
 import { $, num } from '../util.js';
 
-const R = Array.from({ length: 161 }, (_, i) => -20 + i * 0.25);
+/** The rewards to draw: ±20 around 0 by default; with a batch, a range that holds every row and z
+ *  with a margin (a real run's rewards reach −170…+55). */
+function rewardRange(points, z) {
+  const xs = [...points.map((p) => p.r), z];
+  let [lo, hi] = points.length ? [Math.min(...xs), Math.max(...xs)] : [-20, 20];
+  const pad = Math.max(2, 0.1 * (hi - lo));
+  [lo, hi] = [lo - pad, hi + pad];
+  return Array.from({ length: 241 }, (_, i) => lo + ((hi - lo) * i) / 240);
+}
 
 export function initExplainerView(app) {
   const canvas = $('#ex-canvas');
-  const state = { last: null, points: [] };
+  const state = { last: null, points: [], drawn: [] };
 
   const params = () => ({
     z: num('ex-z'),
@@ -16,6 +24,7 @@ export function initExplainerView(app) {
   async function redraw() {
     const p = params();
     try {
+      const R = rewardRange(state.points, p.loss.loss_type === 'kto' ? p.z : 0);
       const curve = await app.engine.call('lossCurve', { r: R, z: p.z, loss: p.loss });
       // The batch's examples stay put (same data, same r); their losses follow the settings, so
       // switching KTO <-> APO-zero or moving z shows what changes for the very same examples.
@@ -56,25 +65,49 @@ export function initExplainerView(app) {
       c.stroke();
     }
     c.lineWidth = 1;
+    c.fillText(r[0].toFixed(0), 40, h - 10);
+    c.fillText(r[r.length - 1].toFixed(0), w - 30, h - 10);
+    state.drawn = [];
     for (const p of state.points) {
-      if (p.r < r[0] || p.r > r[r.length - 1]) continue;
       c.fillStyle = p.label ? '#2b8a3e' : '#c92a2a';
-      c.beginPath(); c.arc(X(p.r), Y(p.loss), 4, 0, 2 * Math.PI); c.fill();
+      c.beginPath(); c.arc(X(p.r), Y(p.loss), 5, 0, 2 * Math.PI); c.fill();
+      state.drawn.push({ ...p, x: X(p.r), y: Y(p.loss) });
     }
+    canvas.dataset.points = String(state.drawn.length);
     $('#ex-values').textContent = `β ${loss.beta}, z ${zEff}${loss.loss_type === 'kto' ? '' : ' (APO-zero: always 0)'}`;
   }
 
   /** Called once per training step: move z to the batch's and place its examples on the curves. */
-  async function onTrainStep(m, cfg) {
+  /** Start from the training settings' loss (the engine's defaults until a run says otherwise). */
+  function useSettings(cfg) {
     $('#ex-beta').value = cfg.beta;
     $('#ex-wd').value = cfg.desirable_weight;
     $('#ex-wu').value = cfg.undesirable_weight;
     $('#ex-loss').value = cfg.loss_type;
+  }
+
+  async function onTrainStep(m, cfg) {
+    useSettings(cfg);
     $('#ex-z').value = m.kl;
-    state.points = (m.rewards || []).map((x, i) => ({ r: x / cfg.beta, label: m.labels[i], loss: 0 }));
+    state.points = (m.rows || []).map((row) => ({ r: row.log_ratio, label: row.label, loss: 0, prompt: row.prompt, completion: row.completion, beta: cfg.beta }));
     await redraw();
   }
 
   for (const id of ['ex-beta', 'ex-z', 'ex-wd', 'ex-wu', 'ex-loss']) $(`#${id}`).addEventListener('input', redraw);
-  return { state, redraw, onTrainStep };
+
+  // Hover a point: which row of the batch it is, its reward and its loss.
+  canvas.addEventListener('mousemove', (e) => {
+    const box = canvas.getBoundingClientRect();
+    const [mx, my] = [(e.clientX - box.left) * (canvas.width / box.width), (e.clientY - box.top) * (canvas.height / box.height)];
+    const near = state.drawn.map((p) => ({ p, d: Math.hypot(p.x - mx, p.y - my) })).sort((a, b) => a.d - b.d)[0];
+    const tip = $('#ex-tip');
+    if (!near || near.d > 8) { tip.hidden = true; return; }
+    const p = near.p;
+    tip.textContent = `${p.label ? '👍' : '👎'} ${p.prompt}${p.completion}\nreward r = ${p.r.toFixed(3)} (β·r = ${(p.beta * p.r).toFixed(3)}), loss ${p.loss.toFixed(4)}`;
+    tip.style.left = `${e.clientX - box.left + 12}px`;
+    tip.style.top = `${e.clientY - box.top + 12}px`;
+    tip.hidden = false;
+  });
+  canvas.addEventListener('mouseleave', () => ($('#ex-tip').hidden = true));
+  return { state, redraw, onTrainStep, useSettings };
 }
