@@ -1,6 +1,8 @@
 //! GGUF (llama.cpp) files: metadata, tensors dequantized to f32 (F32, F16, BF16, Q8_0, Q4_0,
-//! Q4_1), and the tokenizer embedded in the metadata (GPT-2 byte-level BPE or SentencePiece).
+//! Q4_1; Q5_0, Q5_1 and the k-quants in `kquants.rs`), and the tokenizer embedded in the metadata (GPT-2 byte-level BPE or SentencePiece).
 //! llama.cpp stores Llama Q/K in the adjacent-pair RoPE layout; Qwen2 keeps rotate-half.
+//! Long because a format is read whole in one place: metadata, every quantization's block layout,
+//! and the tokenizer must agree on the same file, and splitting them would scatter its spec.
 
 use std::collections::HashMap;
 
@@ -122,7 +124,7 @@ impl Reader<'_> {
     }
 }
 
-fn f16(b: &[u8]) -> f32 {
+pub(crate) fn f16(b: &[u8]) -> f32 {
     half::f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
@@ -134,16 +136,37 @@ fn block_layout(kind: u32) -> Option<(usize, usize)> {
         2 => (18, QK),
         3 => (20, QK),
         8 => (34, QK),
-        _ => return None,
+        k => return super::kquants::layout(k),
     })
+}
+
+/// A readable name for a ggml type the engine does not read (the I-quants, mostly).
+fn type_name(kind: u32) -> String {
+    let name = match kind {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        _ => return format!("type {kind}"),
+    };
+    name.to_string()
 }
 
 /// Dequantize `n` values of ggml type `kind` from `bytes`.
 pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
     let (block_bytes, block_len) = block_layout(kind).ok_or_else(|| {
         format_err(format!(
-            "GGUF tensor type {kind} is not supported (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are); \
-             re-quantize the model with llama.cpp's llama-quantize to one of those"
+            "GGUF tensors of {} are not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the \
+             k-quants Q2_K-Q6_K are; I-quants need lookup grids this engine does not carry): download a \
+             Q4_K_M, Q5_K_M, Q6_K or Q8_0 file of the model instead, or re-quantize with llama-quantize",
+            type_name(kind)
         ))
     })?;
     if n % block_len != 0 || bytes.len() < n / block_len * block_bytes {
@@ -170,10 +193,11 @@ pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
             out.extend(q.iter().map(|x| (x >> 4) as f32 * d + m));
         }),
         // Q8_0: scale d, 32 signed bytes.
-        _ => blocks.for_each(|b| {
+        8 => blocks.for_each(|b| {
             let d = f16(b);
             out.extend(b[2..].iter().map(|&x| x as i8 as f32 * d));
         }),
+        k => blocks.for_each(|b| super::kquants::block(k, b, &mut out)),
     }
     Ok(out)
 }

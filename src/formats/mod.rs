@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod kquants;
 pub mod llama2c;
 pub mod peft;
 

@@ -149,3 +149,34 @@ fn gguf_sentencepiece_tokenizer_matches_sentencepiece() {
         .forward(kto_studio::model::token_ids(&ids, 1, &device), &[ids.len()]);
     assert!(logits.into_data().try_to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()));
 }
+
+/// Every quantized type the engine reads, on random blocks, equals llama.cpp's `gguf` package
+/// (`tests/reference/kquants.py` wrote the values).
+#[test]
+fn dequantization_matches_the_gguf_package_on_random_blocks() {
+    let golden: serde_json::Value = serde_json::from_str(include_str!("../golden/kquants.json")).unwrap();
+    for (name, case) in golden.as_object().unwrap() {
+        let hex = case["blocks_hex"].as_str().unwrap();
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let want: Vec<f32> = case["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().map(|x| x as f32).unwrap_or_else(|| v.as_str().unwrap().parse::<f32>().unwrap()))
+            .collect();
+        let got =
+            kto_studio::formats::gguf::dequantize(case["id"].as_u64().unwrap() as u32, &bytes, want.len()).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let same = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-6 * w.abs().max(1.0);
+            assert!(same, "{name} value {i}: ours {g}, gguf {w}");
+        }
+    }
+}
+
+#[test]
+fn i_quants_are_refused_by_name() {
+    let e = kto_studio::formats::gguf::dequantize(23, &[0; 136], 256).unwrap_err().to_string();
+    assert!(e.contains("IQ4_XS") && e.contains("Q4_K_M"), "{e}");
+}
