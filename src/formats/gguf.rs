@@ -380,6 +380,7 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         qkv_bias: qwen,
         o_bias: false,
         head_dim: g.num(&key("attention.key_length")).map(|v| v as usize).filter(|&hd| hd * n_heads != dim),
+        rope_scaling: None,
     };
     c.validate()?;
     let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());

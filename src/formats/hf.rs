@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, transpose};
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, transpose};
 
 const LLAMA_ARCHS: [&str; 2] = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
 const GPT2_ARCH: &str = "GPT2LMHeadModel";
@@ -175,6 +175,40 @@ pub fn architecture(cfg: &Value) -> Result<Arch> {
     }
 }
 
+/// RoPE scaling from `rope_parameters` (transformers 5) or `rope_scaling` (older files).
+fn rope_scaling(rope: Option<&Value>) -> Result<Option<RopeScaling>> {
+    let Some(r) = rope else { return Ok(None) };
+    let kind = r.get("rope_type").or(r.get("type")).and_then(Value::as_str).unwrap_or("default");
+    let num = |k: &str| {
+        r.get(k)
+            .and_then(Value::as_f64)
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| format_err(format!("RoPE scaling {kind:?} needs a number > 0 for {k}")))
+    };
+    Ok(match kind {
+        "default" => None,
+        "linear" => Some(RopeScaling::Linear { factor: num("factor")? }),
+        "llama3" => {
+            let (low, high) = (num("low_freq_factor")?, num("high_freq_factor")?);
+            if high <= low {
+                return Err(format_err("llama3 RoPE scaling needs high_freq_factor > low_freq_factor"));
+            }
+            Some(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: num("original_max_position_embeddings")?,
+            })
+        }
+        other => {
+            return Err(format_err(format!(
+                "RoPE scaling {other:?} is not supported (default, linear and llama3 are): it changes positions \
+                 in a way this engine does not compute"
+            )));
+        }
+    })
+}
+
 pub fn config_from_json(cfg: &Value) -> Result<ModelConfig> {
     let c = config_fields(cfg)?;
     c.validate()?;
@@ -203,11 +237,7 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 return Err(format_err("mlp_bias = true is not supported"));
             }
             let rope = cfg.get("rope_parameters").or(cfg.get("rope_scaling")).filter(|v| !v.is_null());
-            if let Some(kind) = rope.and_then(|r| r.get("rope_type").or(r.get("type"))).and_then(Value::as_str) {
-                if kind != "default" {
-                    return Err(format_err(format!("RoPE scaling {kind:?} is not supported")));
-                }
-            }
+            let rope_scaling = rope_scaling(rope)?;
             let rope_theta = f("rope_theta")
                 .or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
                 .unwrap_or(10000.0);
@@ -230,6 +260,7 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 o_bias: !qwen && cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
                 // transformers' default is hidden_size / heads; keep it implicit when it agrees.
                 head_dim: get_usize(cfg, &["head_dim"]).filter(|&hd| n_heads == 0 || hd * n_heads != dim),
+                rope_scaling,
             }
         }
         Arch::Gpt2 => {
@@ -256,6 +287,7 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 qkv_bias: true,
                 o_bias: true,
                 head_dim: None,
+                rope_scaling: None,
             }
         }
     })
@@ -453,7 +485,7 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
             let qwen = c.qkv_bias && !c.o_bias;
-            json!({
+            let mut config = json!({
                 "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
                 "model_type": if qwen { "qwen2" } else { "llama" },
                 "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
@@ -461,7 +493,14 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
                 "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
                 "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
                 "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
-            })
+            });
+            if let Some(scaling) = c.rope_scaling {
+                let mut rope = serde_json::to_value(scaling).expect("RoPE scaling serializes");
+                rope["rope_theta"] = json!(c.rope_theta);
+                config["rope_parameters"] = rope.clone();
+                config["rope_scaling"] = rope;
+            }
+            config
         }
         Arch::Gpt2 => {
             let bias = |b: &Option<Vec<f32>>| b.clone().unwrap_or_default();

@@ -121,8 +121,7 @@ struct RopeTable {
 impl RopeTable {
     fn new(c: &ModelConfig) -> Self {
         let half = c.head_dim() / 2;
-        let freqs: Vec<f64> =
-            (0..half).map(|j| 1.0 / c.rope_theta.powf((2 * j) as f64 / c.head_dim() as f64)).collect();
+        let freqs = c.rope_freqs();
         let n = c.max_seq_len.min(8192);
         let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
         for pos in 0..n {
@@ -145,10 +144,11 @@ impl Rope {
             RopeLayout::Adjacent => (|i, _| i / 2, |i, _| i ^ 1),
             RopeLayout::RotateHalf => (|i, h| i % h, |i, h| (i + h) % (2 * h)),
         };
+        let freqs = c.rope_freqs();
         let angle = |v: &[f32], trig: fn(f64) -> f64, pos: usize, j: usize| match v.get(pos * half + j) {
             Some(&x) => x,
             // Positions past the table (long contexts, generation beyond it) are computed here.
-            None => trig(pos as f64 / c.rope_theta.powf((2 * j) as f64 / hd as f64)) as f32,
+            None => trig(pos as f64 * freqs[j]) as f32,
         };
         let full = |v: &[f32], trig: fn(f64) -> f64, s: f32| -> Vec<f32> {
             (start..start + len).flat_map(|pos| (0..hd).map(move |i| angle(v, trig, pos, pair(i, half)) * s)).collect()

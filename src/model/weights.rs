@@ -11,6 +11,37 @@ pub enum RopeLayout {
     RotateHalf,
 }
 
+/// How RoPE's frequencies are stretched for long contexts (Hugging Face `rope_parameters`):
+/// `linear` divides every frequency by `factor`; `llama3` (Llama 3.1/3.2) divides only the low
+/// frequencies, leaves the high ones, and blends in between.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rope_type", rename_all = "lowercase")]
+pub enum RopeScaling {
+    Linear { factor: f64 },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+}
+
+impl RopeScaling {
+    /// The scaled inverse frequency (transformers' `_compute_llama3_parameters` / linear).
+    pub fn apply(&self, inv_freq: f64) -> f64 {
+        match *self {
+            Self::Linear { factor } => inv_freq / factor,
+            Self::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: old } => {
+                let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+                let (low_wavelen, high_wavelen) = (old / low_freq_factor, old / high_freq_factor);
+                if wavelen < high_wavelen {
+                    inv_freq
+                } else if wavelen > low_wavelen {
+                    inv_freq / factor
+                } else {
+                    let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+        }
+    }
+}
+
 /// The decoder families the engine runs. Both are the same pre-norm transformer; they differ in
 /// norm (RMSNorm vs LayerNorm with bias), positions (RoPE vs learned), and MLP (SwiGLU vs GELU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,6 +79,8 @@ pub struct ModelConfig {
     /// Per-head size when it is not `dim / n_heads` (Hugging Face `head_dim`); `None` = derived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
 }
 
 /// Bounds no real small-to-mid model comes near; they turn a garbage header into an error before
@@ -61,6 +94,16 @@ const MAX_HEADS: usize = 1024;
 impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.dim / self.n_heads.max(1))
+    }
+    /// RoPE's inverse frequency of each of the head's `head_dim / 2` pairs, scaling applied.
+    pub fn rope_freqs(&self) -> Vec<f64> {
+        let hd = self.head_dim() as f64;
+        (0..self.head_dim() / 2)
+            .map(|j| {
+                let f = 1.0 / self.rope_theta.powf((2 * j) as f64 / hd);
+                self.rope_scaling.map_or(f, |s| s.apply(f))
+            })
+            .collect()
     }
     /// Width of the attention's query side (`n_heads * head_dim`; equals `dim` unless `head_dim` is set).
     pub fn q_dim(&self) -> usize {

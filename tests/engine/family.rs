@@ -1,4 +1,5 @@
 //! The differential test over a family of random configurations: 24 tiny Llama / Qwen2 / GPT-2
+//! (plus Llama with RoPE scaling, `llama3` and `linear`: tests/reference/rope_configs.py)
 //! models that transformers saved (tests/reference/random_configs.py: hidden 32..128, head_dim
 //! 8..64 also != hidden/heads, GQA 1/2/4, vocab 257..1024, tied/untied, random norms and biases,
 //! rope_theta 1e4/1e6, F32/F16/BF16 files). Each is opened from a folder with the clutter real

@@ -1,0 +1,72 @@
+"""Random Llama models with RoPE scaling (`llama3`, as Llama 3.1/3.2 ship, and `linear`), added to the
+family of tests/golden/family (see random_configs.py; the same reference.json, so the engine's family
+test checks them as it checks the others, prefill and KV-cached). original_max_position_embeddings is
+small (16/32) so that the test texts span all three llama3 regimes (kept, divided, blended).
+
+Run after random_configs.py (needs torch, transformers 5.24):  python tests/reference/rope_configs.py
+"""
+import json
+import os
+import random
+import shutil
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import random_configs as rc  # noqa: E402
+
+
+def main():
+    torch.set_default_dtype(torch.float32)
+    rng = random.Random(31415)
+    tokenizer = rc.byte_tokenizer()
+    with open(os.path.join(rc.OUT, "index.json")) as f:
+        index = [n for n in json.load(f) if not n.startswith("rope_")]
+    plan = [("llama3", 8.0, 32), ("llama3", 32.0, 16), ("llama3", 8.0, 16), ("linear", 2.0, None), ("linear", 4.0, None)]
+    for i, (kind, factor, original) in enumerate(plan):
+        name = f"rope_{kind}_{i:02d}"
+        c = rc.draw(rng, "llama", i)
+        rope = {"rope_type": kind, "rope_theta": c["theta"], "factor": factor}
+        if kind == "llama3":
+            rope.update(low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=original)
+        c["rope"] = rope
+        torch.manual_seed(1000 + i)
+        eos = 256
+        cfg = LlamaConfig(vocab_size=c["vocab"], hidden_size=c["hidden"], intermediate_size=c["inner"],
+                          num_hidden_layers=c["layers"], num_attention_heads=c["heads"],
+                          num_key_value_heads=c["kv_heads"], head_dim=c["head_dim"],
+                          max_position_embeddings=c["positions"], rms_norm_eps=c["eps"], rope_parameters=rope,
+                          tie_word_embeddings=c["tied"], initializer_range=0.15, bos_token_id=eos, eos_token_id=eos,
+                          attention_bias=c["bias"])
+        model = LlamaForCausalLM(cfg).float().eval()
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if "norm" in pname:
+                    p.copy_(1.0 + 0.5 * torch.randn_like(p))
+                elif pname.endswith("bias"):
+                    p.copy_(0.2 * torch.randn_like(p))
+        model = model.to(getattr(torch, c["dtype"]))
+        folder = os.path.join(rc.OUT, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        for extra in ["generation_config.json", "special_tokens_map.json", "chat_template.jinja"]:
+            p = os.path.join(folder, extra)
+            if os.path.exists(p):
+                os.remove(p)
+        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        probe, texts = rc.reference(ref_model, c["vocab"], rng)
+        golden = {"generated_by": "tests/reference/rope_configs.py", "config": c, "probe": probe, "texts": texts,
+                  "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
+        with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
+            json.dump(golden, f, ensure_ascii=False)
+        index.append(name)
+        print(name, json.dumps(rope))
+    with open(os.path.join(rc.OUT, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
