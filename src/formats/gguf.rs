@@ -346,9 +346,9 @@ impl<'a> Gguf<'a> {
 pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     let g = Gguf::parse(bytes)?;
     let arch = g.str("general.architecture").unwrap_or("").to_string();
-    if !["llama", "qwen2"].contains(&arch.as_str()) {
+    if !["llama", "qwen2", "qwen3"].contains(&arch.as_str()) {
         return Err(format_err(format!(
-            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama, SmolLM, TinyLlama) and qwen2 GGUF files"
+            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama, SmolLM, TinyLlama), qwen2 and qwen3 GGUF files"
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
@@ -363,6 +363,7 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         _ => return Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
     };
     let qwen = arch == "qwen2";
+    let qwen3 = arch == "qwen3";
     let mut c = ModelConfig {
         arch: Arch::Llama,
         dim,
@@ -375,12 +376,13 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         norm_eps: g.num(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
         rope_theta: g.num(&key("rope.freq_base")).unwrap_or(10000.0),
         // llama.cpp's converter permutes Llama Q/K into adjacent pairs; Qwen2 uses NEOX rotation.
-        rope_layout: if qwen { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
+        rope_layout: if qwen || qwen3 { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
         tied_embeddings: !g.has_tensor("output.weight"),
         qkv_bias: qwen,
         o_bias: false,
         head_dim: g.num(&key("attention.key_length")).map(|v| v as usize).filter(|&hd| hd * n_heads != dim),
         rope_scaling: None,
+        qk_norm: qwen3,
     };
     c.validate()?;
     let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
@@ -401,6 +403,8 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
             w1: t("ffn_gate.weight", &[h, d])?,
             w2: t("ffn_down.weight", &[d, h])?,
             w3: t("ffn_up.weight", &[h, d])?,
+            q_norm: if qwen3 { Some(t("attn_q_norm.weight", &[c.head_dim()])?) } else { None },
+            k_norm: if qwen3 { Some(t("attn_k_norm.weight", &[c.head_dim()])?) } else { None },
             ..Default::default()
         });
     }

@@ -14,7 +14,7 @@ use crate::Result;
 use crate::error::format_err;
 use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, transpose};
 
-const LLAMA_ARCHS: [&str; 2] = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
+const LLAMA_ARCHS: [&str; 3] = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
 const GPT2_ARCH: &str = "GPT2LMHeadModel";
 
 /// Tensors by name, as f32, with their shapes.
@@ -162,14 +162,16 @@ pub fn architecture(cfg: &Value) -> Result<Arch> {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let model_type = cfg.get("model_type").and_then(Value::as_str).unwrap_or("");
-    if archs.iter().any(|a| LLAMA_ARCHS.contains(a)) || (archs.is_empty() && ["llama", "qwen2"].contains(&model_type)) {
+    if archs.iter().any(|a| LLAMA_ARCHS.contains(a))
+        || (archs.is_empty() && ["llama", "qwen2", "qwen3"].contains(&model_type))
+    {
         Ok(Arch::Llama)
     } else if archs.contains(&GPT2_ARCH) || (archs.is_empty() && model_type == "gpt2") {
         Ok(Arch::Gpt2)
     } else {
         Err(format_err(format!(
             "unsupported architecture {:?} (model_type {model_type:?}); KTO Studio runs LlamaForCausalLM (Llama, SmolLM, \
-             TinyLlama), Qwen2ForCausalLM and GPT2LMHeadModel checkpoints",
+             TinyLlama), Qwen2ForCausalLM, Qwen3ForCausalLM and GPT2LMHeadModel checkpoints",
             archs
         )))
     }
@@ -241,7 +243,13 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
             let rope_theta = f("rope_theta")
                 .or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
                 .unwrap_or(10000.0);
-            let qwen = cfg.get("model_type").and_then(Value::as_str) == Some("qwen2");
+            let model_type = cfg.get("model_type").and_then(Value::as_str);
+            let qwen = model_type == Some("qwen2");
+            let qwen3 = model_type == Some("qwen3")
+                || cfg
+                    .get("architectures")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|x| x == "Qwen3ForCausalLM"));
             ModelConfig {
                 arch,
                 dim,
@@ -256,8 +264,9 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 rope_layout: RopeLayout::RotateHalf,
                 tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
                 qkv_bias: qwen || cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
-                // Llama's attention_bias covers o_proj as well; Qwen2's biases stop at q/k/v.
+                // Llama's and Qwen3's attention_bias cover o_proj as well; Qwen2's biases stop at q/k/v.
                 o_bias: !qwen && cfg.get("attention_bias").and_then(Value::as_bool) == Some(true),
+                qk_norm: qwen3,
                 // transformers' default is hidden_size / heads; keep it implicit when it agrees.
                 head_dim: get_usize(cfg, &["head_dim"]).filter(|&hd| n_heads == 0 || hd * n_heads != dim),
                 rope_scaling,
@@ -288,6 +297,7 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 o_bias: true,
                 head_dim: None,
                 rope_scaling: None,
+                qk_norm: false,
             }
         }
     })
@@ -365,6 +375,16 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
             w1: t.take(&format!("{l}mlp.gate_proj.weight"), &[h, d])?,
             w2: t.take(&format!("{l}mlp.down_proj.weight"), &[d, h])?,
             w3: t.take(&format!("{l}mlp.up_proj.weight"), &[h, d])?,
+            q_norm: if c.qk_norm {
+                Some(t.take(&format!("{l}self_attn.q_norm.weight"), &[c.head_dim()])?)
+            } else {
+                None
+            },
+            k_norm: if c.qk_norm {
+                Some(t.take(&format!("{l}self_attn.k_norm.weight"), &[c.head_dim()])?)
+            } else {
+                None
+            },
             ..Default::default()
         });
     }
@@ -408,6 +428,8 @@ fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
             w1: Vec::new(),
             w3: transpose(&t.take(&format!("{l}mlp.c_fc.weight"), &[d, h])?, d, h),
             b3: Some(t.take(&format!("{l}mlp.c_fc.bias"), &[h])?),
+            q_norm: None,
+            k_norm: None,
             w2: transpose(&t.take(&format!("{l}mlp.c_proj.weight"), &[h, d])?, h, d),
             b2: Some(t.take(&format!("{l}mlp.c_proj.bias"), &[d])?),
         });
@@ -461,6 +483,11 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
                 put(format!("{p}self_attn.k_proj.weight"), vec![kv, d], fix(&l.wk, c.n_kv_heads));
                 put(format!("{p}self_attn.v_proj.weight"), vec![kv, d], l.wv.clone());
                 put(format!("{p}self_attn.o_proj.weight"), vec![d, q], l.wo.clone());
+                for (name, norm) in [("q_norm", &l.q_norm), ("k_norm", &l.k_norm)] {
+                    if let Some(n) = norm {
+                        put(format!("{p}self_attn.{name}.weight"), vec![hd], n.clone());
+                    }
+                }
                 if let Some(b) = &l.bo {
                     put(format!("{p}self_attn.o_proj.bias"), vec![d], b.clone());
                 }
@@ -484,10 +511,10 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             if let Some(head) = &w.lm_head {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
-            let qwen = c.qkv_bias && !c.o_bias;
+            let qwen = c.qkv_bias && !c.o_bias && !c.qk_norm;
             let mut config = json!({
-                "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-                "model_type": if qwen { "qwen2" } else { "llama" },
+                "architectures": [if c.qk_norm { "Qwen3ForCausalLM" } else if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+                "model_type": if c.qk_norm { "qwen3" } else if qwen { "qwen2" } else { "llama" },
                 "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
                 "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": hd,
                 "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,

@@ -39,6 +39,9 @@ pub struct Attention {
     pub(crate) wk: Proj,
     pub(crate) wv: Proj,
     pub(crate) wo: Proj,
+    /// Qwen3: RMSNorm over each head's queries / keys, before RoPE.
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -201,7 +204,11 @@ impl Attention {
         let hd = self.head_dim;
         // [B, T, H, head]: RoPE works on this layout; attention on [B, H, T, head].
         let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
-        let q = split(self.wq.forward(x.clone()), self.n_heads);
+        let head_norm = |n: &Option<RmsNorm>, y: Tensor<4>| match n {
+            Some(n) => n.forward(y),
+            None => y,
+        };
+        let q = head_norm(&self.q_norm, split(self.wq.forward(x.clone()), self.n_heads));
         // Queries leave here already scaled by 1/√head (folded into RoPE's tables, or one multiply
         // for GPT-2) rather than scaling the larger [B, H, T, T] scores.
         let q = match rope {
@@ -209,7 +216,7 @@ impl Attention {
             None => q.mul_scalar(1.0 / (hd as f64).sqrt()),
         }
         .swap_dims(1, 2);
-        let k = split(self.wk.forward(x.clone()), self.n_kv_heads);
+        let k = head_norm(&self.k_norm, split(self.wk.forward(x.clone()), self.n_kv_heads));
         let mut k = match rope {
             Some(r) => r.keys(k),
             None => k,
@@ -333,6 +340,8 @@ impl Model {
                     wk: proj(&l.wk, l.bk.as_ref(), kv, d, device),
                     wv: proj(&l.wv, l.bv.as_ref(), kv, d, device),
                     wo: proj(&l.wo, l.bo.as_ref(), d, q, device),
+                    q_norm: l.q_norm.as_ref().map(|w| RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
+                    k_norm: l.k_norm.as_ref().map(|w| RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
                     n_heads: c.n_heads,
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim(),
@@ -374,6 +383,14 @@ impl Model {
             };
             let (w2, b2) = read_linear(&b.ffn.w2.merged().base).await?;
             let (w3, b3) = read_linear(&b.ffn.w3.merged().base).await?;
+            let q_norm = match &b.attn.q_norm {
+                Some(n) => Some(read_f32(n.gamma.val()).await?),
+                None => None,
+            };
+            let k_norm = match &b.attn.k_norm {
+                Some(n) => Some(read_f32(n.gamma.val()).await?),
+                None => None,
+            };
             layers.push(LayerWeights {
                 attn_norm,
                 attn_norm_bias,
@@ -392,6 +409,8 @@ impl Model {
                 w3,
                 b2,
                 b3,
+                q_norm,
+                k_norm,
             });
         }
         let lm_head = match &self.lm_head {

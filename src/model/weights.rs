@@ -81,6 +81,9 @@ pub struct ModelConfig {
     pub head_dim: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+    /// Qwen3: an RMSNorm over each head's queries and keys (weights `[head_dim]`) before RoPE.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qk_norm: bool,
 }
 
 /// Bounds no real small-to-mid model comes near; they turn a garbage header into an error before
@@ -204,6 +207,9 @@ pub struct LayerWeights {
     pub w3: Vec<f32>,
     pub b2: Option<Vec<f32>>,
     pub b3: Option<Vec<f32>>,
+    /// Qwen3's per-head query and key norms (`[head_dim]`), with `ModelConfig::qk_norm`.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
 }
 
 impl LayerWeights {
@@ -281,6 +287,8 @@ impl ModelWeights {
                 ("bo", &l.bo, d, gpt2 || c.o_bias),
                 ("b2", &l.b2, d, gpt2),
                 ("b3", &l.b3, h, gpt2),
+                ("q_norm", &l.q_norm, self.config.head_dim(), c.qk_norm),
+                ("k_norm", &l.k_norm, self.config.head_dim(), c.qk_norm),
             ] {
                 opt(format!("layers.{i}.{name}"), got, want, required)?;
             }

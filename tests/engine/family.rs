@@ -1,5 +1,5 @@
 //! The differential test over a family of random configurations: 24 tiny Llama / Qwen2 / GPT-2
-//! (plus Llama with RoPE scaling, `llama3` and `linear`: tests/reference/rope_configs.py)
+//! (plus Llama with RoPE scaling, `llama3` and `linear`, and Qwen3: tests/reference/rope_configs.py)
 //! models that transformers saved (tests/reference/random_configs.py: hidden 32..128, head_dim
 //! 8..64 also != hidden/heads, GQA 1/2/4, vocab 257..1024, tied/untied, random norms and biases,
 //! rope_theta 1e4/1e6, F32/F16/BF16 files). Each is opened from a folder with the clutter real
@@ -18,7 +18,7 @@ use kto_studio::model::{KvCache, Model, token_ids};
 use kto_studio::score::sequence_logps;
 use serde_json::Value;
 
-use crate::common::{cpu, wgpu};
+use crate::common::{block, cpu, wgpu};
 
 const TOL: f64 = 1e-4;
 
@@ -234,4 +234,31 @@ fn cluttered_folder_reads_only_the_model_weights() {
     let err = hf::TensorMap::from_safetensors(&[("a.safetensors", &bytes), ("b.safetensors", &bytes)]).err().unwrap();
     assert!(err.to_string().contains("in both a.safetensors and b.safetensors"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Qwen3 and RoPE-scaled models write back as Hugging Face folders that read as the same model
+/// (q/k norms and `rope_parameters` included), and train with LoRA.
+#[test]
+fn new_architectures_round_trip_and_train_with_lora() {
+    for name in ["qwen3_05", "qwen3_08", "rope_llama3_00", "rope_linear_03"] {
+        let (bundle, _) = open(name, "roundtrip");
+        let (config, tensors) = kto_studio::formats::hf::save(&bundle.weights).unwrap();
+        let back =
+            kto_studio::formats::hf::load(config.as_bytes(), &[("model.safetensors", tensors.as_slice())]).unwrap();
+        assert_eq!(back.config, bundle.weights.config, "{name}");
+        assert_eq!(back, bundle.weights, "{name}");
+        let rows = vec![
+            kto_studio::kto::KtoExample { prompt: "Once".into(), completion: " upon".into(), label: true },
+            kto_studio::kto::KtoExample { prompt: "The".into(), completion: " cat".into(), label: false },
+        ];
+        let cfg = kto_studio::kto::TrainConfig {
+            batch_size: 2,
+            lora: Some(kto_studio::model::LoraConfig::default()),
+            ..Default::default()
+        };
+        let data = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &rows).unwrap();
+        let mut trainer = kto_studio::kto::Trainer::new(&bundle.weights, &cpu(), cfg).unwrap();
+        let m = block(trainer.step(&data)).unwrap();
+        assert!(m.loss.is_finite() && m.grad_norm.unwrap() > 0.0, "{name}: {m:?}");
+    }
 }
