@@ -116,6 +116,15 @@ impl MoodRecipe {
         r
     }
 
+    /// The recipe at a named size: "full" ([`Self::new`]) or "quick" ([`Self::quick`]).
+    pub fn sized(mood: Mood, size: &str) -> Result<Self> {
+        match size {
+            "full" => Ok(Self::new(mood)),
+            "quick" => Ok(Self::quick(mood)),
+            other => Err(crate::error::config_err(format!("unknown size '{other}': use full or quick"))),
+        }
+    }
+
     /// `sets` cut to the recipe's prompt limits.
     pub fn prompts(&self, sets: &PromptSets) -> PromptSets {
         let cut = |v: &[String], n: Option<usize>| v[..n.unwrap_or(v.len()).min(v.len())].to_vec();

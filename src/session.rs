@@ -433,6 +433,22 @@ impl Session {
         need(&self.state.borrow().judge, "load the sentiment judge")
     }
 
+    /// The judge's score of `text` and the label `rule` gives it (`None`: within the neutral band).
+    pub fn judge_label(&self, text: &str, rule: &crate::mood::AutoLabel) -> Result<(f64, Option<bool>)> {
+        let score = self.judge()?.score(text) as f64;
+        Ok((score, rule.label(score)))
+    }
+
+    /// The engine's own loss at each reward in `r` (the page's explainer draws it).
+    pub async fn loss_curve(
+        &self,
+        r: &[f64],
+        z: f64,
+        cfg: &crate::kto::KtoLossConfig,
+    ) -> Result<crate::kto::loss::LossCurve> {
+        crate::kto::loss::loss_curve(r, z, cfg, &self.device().0).await
+    }
+
     /// Held-out evaluation of one model under the recipe's sampling, seeds and prompt limits.
     pub async fn heldout(&self, which: Which, sets: &PromptSets, recipe: &MoodRecipe) -> Result<HeldoutReport> {
         let (model, bundle, judge, (device, _)) = (self.model(which)?, self.bundle()?, self.judge()?, self.device());

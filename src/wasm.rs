@@ -196,23 +196,17 @@ pub fn judge_load(labels: &str, emoji: &str, negators: &str) -> Result<(), JsErr
     Ok(())
 }
 
-/// The judge's score of `text` and the label `rule` (an AutoLabel) gives it (null: none).
+/// `[score, label]`: the judge's score of `text` and the label `rule` gives it (null: none).
 #[wasm_bindgen]
 pub fn judge_label(text: &str, rule: JsValue) -> Result<JsValue, JsError> {
-    let rule: crate::mood::AutoLabel = from_js(rule, "labelling rule")?;
-    let score = session()?.judge().map_err(js_err)?.score(text) as f64;
-    to_js(&serde_json::json!({ "score": score, "label": rule.label(score) }))
+    to_js(&session()?.judge_label(text, &from_js(rule, "labelling rule")?).map_err(js_err)?)
 }
 
 /// The mood recipe: `mood` "happier" | "sadder", `size` "full" | "quick".
 #[wasm_bindgen]
 pub fn mood_recipe(mood: JsValue, size: String) -> Result<JsValue, JsError> {
-    let mood: crate::mood::Mood = from_js(mood, "mood (use happier or sadder)")?;
-    match size.as_str() {
-        "full" => to_js(&crate::mood::MoodRecipe::new(mood)),
-        "quick" => to_js(&crate::mood::MoodRecipe::quick(mood)),
-        other => Err(js_err(format!("unknown size '{other}': use full or quick"))),
-    }
+    let mood = from_js(mood, "mood (use happier or sadder)")?;
+    to_js(&crate::mood::MoodRecipe::sized(mood, &size).map_err(js_err)?)
 }
 
 /// Run the engine's mood recipe; `on_event(event)` sees each stage (a step may return false).
@@ -237,14 +231,10 @@ pub async fn heldout_eval(which: String, sets: JsValue, recipe: JsValue) -> Resu
     to_js(&session()?.heldout(which, &sets, &recipe).await.map_err(js_err)?)
 }
 
-/// KTO loss of a desirable and an undesirable row at each implied reward in `r` (the engine's
-/// loss function, for the explainer). Returns `{desirable, undesirable}`.
+/// `{desirable, undesirable}`: the engine's loss at each implied reward in `r` (the explainer).
 #[wasm_bindgen]
 pub async fn loss_curve(r: Vec<f64>, z: f64, loss: JsValue) -> Result<JsValue, JsError> {
-    let cfg: crate::kto::KtoLossConfig = from_js(loss, "loss settings")?;
-    let device = session()?.device().0;
-    let (desirable, undesirable) = crate::kto::loss::loss_curve(&r, z, &cfg, &device).await.map_err(js_err)?;
-    to_js(&serde_json::json!({ "desirable": desirable, "undesirable": undesirable }))
+    to_js(&session()?.loss_curve(&r, z, &from_js(loss, "loss settings")?).await.map_err(js_err)?)
 }
 
 /// The engine's benchmark (`kto bench`) on the loaded model and the current device.

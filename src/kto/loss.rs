@@ -201,12 +201,19 @@ pub fn imbalance_advice(
 /// The value-function picture: per-example KTO loss at each implied reward `r` (log-ratio, not
 /// scaled by β), for a desirable and for an undesirable example, from [`kto_losses`] itself.
 /// With `apo_zero_unpaired` the reference point is 0 whatever `z` is.
+/// The loss of a desirable and of an undesirable row at each reward of a curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossCurve {
+    pub desirable: Vec<f64>,
+    pub undesirable: Vec<f64>,
+}
+
 pub async fn loss_curve(
     r: &[f64],
     z: f64,
     cfg: &KtoLossConfig,
     device: &burn::tensor::Device,
-) -> crate::Result<(Vec<f64>, Vec<f64>)> {
+) -> crate::Result<LossCurve> {
     let z = if cfg.loss_type == LossType::ApoZeroUnpaired { 0.0 } else { z };
     let rt =
         || Tensor::<1>::from_data(TensorData::new(r.iter().map(|&x| x as f32).collect::<Vec<_>>(), [r.len()]), device);
@@ -214,5 +221,5 @@ pub async fn loss_curve(
     let undesirable = kto_losses(rt(), z, &vec![false; r.len()], cfg);
     let tx = burn::tensor::Transaction::default().register(desirable).register(undesirable);
     let mut host = crate::device::read_all(tx).await?.into_iter();
-    Ok((host.next().unwrap_or_default(), host.next().unwrap_or_default()))
+    Ok(LossCurve { desirable: host.next().unwrap_or_default(), undesirable: host.next().unwrap_or_default() })
 }

@@ -252,7 +252,8 @@ fn loss_curve_is_the_loss_function_on_a_grid() {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
     for (loss_type, z) in [(LossType::Kto, 1.5), (LossType::ApoZeroUnpaired, 1.5)] {
         let cfg = KtoLossConfig { beta: 0.3, desirable_weight: 1.4, undesirable_weight: 0.8, loss_type };
-        let (d, u) = block(kto_studio::kto::loss::loss_curve(&r, z, &cfg, &cpu())).unwrap();
+        let c = block(kto_studio::kto::loss::loss_curve(&r, z, &cfg, &cpu())).unwrap();
+        let (d, u) = (c.desirable, c.undesirable);
         let z_eff = if loss_type == LossType::Kto { z } else { 0.0 };
         for (i, &x) in r.iter().enumerate() {
             assert!((d[i] - 1.4 * (1.0 - sig(0.3 * (x - z_eff)))).abs() < 1e-6);

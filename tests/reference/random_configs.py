@@ -126,6 +126,16 @@ def build(c, seed):
     return model
 
 
+def save(model, tokenizer, folder):
+    """The model and tokenizer as transformers saves them, minus files the engine does not read."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    for extra in ["generation_config.json", "special_tokens_map.json", "chat_template.jinja"]:
+        p = os.path.join(folder, extra)
+        if os.path.exists(p):
+            os.remove(p)
+
+
 def reference(model, vocab, rng):
     probe = sorted(rng.sample(range(vocab), PROBE))
     out = []
@@ -192,12 +202,7 @@ def main():
             c = draw(rng, arch, i)
             model = build(c, seed=len(index))
             folder = os.path.join(OUT, name)
-            model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
-            for extra in ["generation_config.json", "special_tokens_map.json", "chat_template.jinja"]:
-                p = os.path.join(folder, extra)
-                if os.path.exists(p):
-                    os.remove(p)
+            save(model, tokenizer, folder)
             # The reference is the saved folder loaded in float32, as a user would load it (casting the
             # in-memory model back would keep RoPE's inv_freq buffer rounded to the file's dtype).
             ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

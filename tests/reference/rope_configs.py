@@ -56,12 +56,7 @@ def main():
         model = model.to(getattr(torch, c["dtype"]))
         folder = os.path.join(rc.OUT, name)
         shutil.rmtree(folder, ignore_errors=True)
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        for extra in ["generation_config.json", "special_tokens_map.json", "chat_template.jinja"]:
-            p = os.path.join(folder, extra)
-            if os.path.exists(p):
-                os.remove(p)
+        rc.save(model, tokenizer, folder)
         ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         probe, texts = rc.reference(ref_model, c["vocab"], rng)
         golden = {"generated_by": "tests/reference/rope_configs.py", "config": c, "probe": probe, "texts": texts,

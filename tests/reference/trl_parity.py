@@ -122,12 +122,10 @@ def build(arch, folder):
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(folder)
-    model.save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
-    for extra in ["generation_config.json", "special_tokens_map.json", "chat_template.jinja"]:
-        p = os.path.join(folder, extra)
-        if os.path.exists(p):
-            os.remove(p)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from random_configs import save
+
+    save(model, fast, folder)
     return model, fast
 
 

@@ -26,7 +26,7 @@
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, settings }                          -> TRL imbalance advice or null
 //   judgeLoad { labels, emoji, negators }                   -> {} (AFINN lexicon texts from npm `sentiment`)
-//   judgeLabel { text, rule }                               -> { score, label: true|false|null }
+//   judgeLabel { text, rule }                               -> [score, label: true|false|null]
 //   recipe    { mood: 'happier'|'sadder', size: 'full'|'quick' } -> the engine's mood recipe
 //   mood      { recipe, sets }                              -> the recipe's report { before, after, ... }
 //             streams { type: 'mood', id, event } with event.stage 'evaluated' | 'sampled' | 'labelled' | 'step'

@@ -60,7 +60,7 @@ export function initGenerateView(app) {
   /** Label one sample by the judge: its score and the rule decide 👍, 👎 or no label. */
   async function autoLabel(node, prompt, text, rule, label) {
     if (node.classList.contains('labelled')) return;
-    const { score, label: verdict } = await app.engine.call('judgeLabel', { text: text.value, rule });
+    const [score, verdict] = await app.engine.call('judgeLabel', { text: text.value, rule });
     await label(verdict, { score });
   }
 
