@@ -66,6 +66,7 @@ pub fn examples(batch: usize) -> Vec<KtoExample> {
             prompt: words[..4 + i % 3].join(" "),
             completion: format!(" {}", words[4 + i % 3..].join(" ").repeat(4)),
             label: i % 2 == 0,
+            messages: None,
         })
         .collect()
 }

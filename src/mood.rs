@@ -173,7 +173,12 @@ pub fn auto_label(samples: &[JudgedSample], rule: &AutoLabel) -> Vec<KtoExample>
     samples
         .iter()
         .filter_map(|s| {
-            rule.label(s.score).map(|label| KtoExample { prompt: s.prompt.clone(), completion: s.text.clone(), label })
+            rule.label(s.score).map(|label| KtoExample {
+                prompt: s.prompt.clone(),
+                completion: s.text.clone(),
+                label,
+                messages: None,
+            })
         })
         .collect()
 }

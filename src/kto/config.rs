@@ -127,7 +127,12 @@ impl TrainConfig {
         let mut rows = if self.chat {
             examples.iter().map(|e| chat_row(tok, e)).collect::<Result<Vec<_>>>()?
         } else {
-            examples.to_vec()
+            // Conversational rows go through the chat template whatever `chat` says (TRL's
+            // maybe_apply_chat_template); text rows stay text.
+            examples
+                .iter()
+                .map(|e| if e.messages.is_some() { chat_row(tok, e) } else { Ok(e.clone()) })
+                .collect::<Result<Vec<_>>>()?
         };
         if self.shuffle {
             rows.shuffle(&mut StdRng::seed_from_u64(self.seed));
@@ -150,9 +155,13 @@ impl TrainConfig {
     }
 }
 
-/// A row in TRL's conversational form: the prompt as a user turn with the generation prompt,
-/// the completion as the assistant turn and its end token.
+/// A row in TRL's conversational form: the prompt as its turns (a text row: one user turn) with
+/// the generation prompt, the completion as the assistant turn and its end token.
 pub fn chat_row(tok: &Tokenizer, e: &KtoExample) -> Result<KtoExample> {
-    let (prompt, completion) = tok.chat_split(&[Message::new("user", &e.prompt)], &e.completion)?;
-    Ok(KtoExample { prompt, completion, label: e.label })
+    let turns = match &e.messages {
+        Some(c) => c.prompt.clone(),
+        None => vec![Message::new("user", &e.prompt)],
+    };
+    let (prompt, completion) = tok.chat_split(&turns, &e.completion)?;
+    Ok(KtoExample { prompt, completion, label: e.label, messages: None })
 }

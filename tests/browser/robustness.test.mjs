@@ -3,7 +3,7 @@
 // and keeps every label; and a cluttered model folder picked whole reads only the model's weights.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labelsInDb, openApp, view, withBrowser, ROOT } from './harness.mjs';
@@ -142,3 +142,20 @@ test('a deployment without its engine (no pkg/) retries with a pause, then says 
     await env.shot('6-broken-deployment');
   });
 });
+
+test('conversational rows (TRL message lists) import and export unchanged', { timeout: 120_000 }, () => withBrowser({ webgpu: false }, 'conversational', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  await view(page, 'dataset');
+  const lines = [
+    { prompt: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi?' }], completion: [{ role: 'assistant', content: 'Hello.' }], label: true },
+    { prompt: 'Once upon a time', completion: ' there was a cat.', label: false },
+  ];
+  await page.setInputFiles('[data-testid=import-jsonl]', { name: 'chat.jsonl', mimeType: 'text/plain', buffer: Buffer.from(lines.map((l) => JSON.stringify(l)).join('\n')) });
+  await page.waitForSelector('[data-testid=dataset-info]:not([hidden])');
+  assert.equal(await page.textContent('[data-testid=dataset-info]'), 'Added 2 rows from chat.jsonl.');
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-jsonl]')]);
+  const out = join(mkdtempSync(join(tmpdir(), 'kto-chat-')), 'out.jsonl');
+  await file.saveAs(out);
+  assert.deepEqual(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)), lines);
+}));

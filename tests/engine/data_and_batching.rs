@@ -8,8 +8,15 @@ use crate::common::*;
 #[test]
 fn jsonl_round_trips_and_unpairs_paired_rows() {
     let rows = vec![
-        KtoExample { prompt: "Once upon a time".into(), completion: " there was a cat.".into(), label: true },
-        KtoExample { prompt: "Tom said \"hi\"\n".into(), completion: " é ü 🙂".into(), label: false },
+        KtoExample {
+            prompt: "Once upon a time".into(),
+            completion: " there was a cat.".into(),
+            label: true,
+            messages: None,
+        },
+        KtoExample {
+            prompt: "Tom said \"hi\"\n".into(), completion: " é ü 🙂".into(), label: false, messages: None
+        },
     ];
     let text = to_jsonl(&rows);
     assert_eq!(text.lines().count(), 2);
@@ -18,8 +25,8 @@ fn jsonl_round_trips_and_unpairs_paired_rows() {
     assert_eq!(
         parse_jsonl(paired).unwrap(),
         vec![
-            KtoExample { prompt: "P".into(), completion: " good".into(), label: true },
-            KtoExample { prompt: "P".into(), completion: " bad".into(), label: false },
+            KtoExample { prompt: "P".into(), completion: " good".into(), label: true, messages: None },
+            KtoExample { prompt: "P".into(), completion: " bad".into(), label: false, messages: None },
         ]
     );
 }
@@ -45,7 +52,12 @@ fn bad_jsonl_rows_name_their_line() {
 #[test]
 fn rows_are_tokenized_jointly_with_eos_appended() {
     let tok = model().tokenizer;
-    let ex = KtoExample { prompt: "Once upon a time".into(), completion: " there was a dog.".into(), label: true };
+    let ex = KtoExample {
+        prompt: "Once upon a time".into(),
+        completion: " there was a dog.".into(),
+        label: true,
+        messages: None,
+    };
     let row = tokenize_row(&tok, &ex).unwrap();
     assert_eq!(row.prompt_ids, tok.encode("Once upon a time", true).unwrap());
     assert_eq!(*row.completion_ids.last().unwrap(), tok.eos_id(), "EOS appended as text becomes the EOS token");
@@ -58,9 +70,11 @@ fn rows_are_tokenized_jointly_with_eos_appended() {
             .unwrap();
     assert_eq!(again, row);
     // a prompt ending in a space gives its space to the completion (common-prefix split)
-    let spaced =
-        tokenize_row(&tok, &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true })
-            .unwrap();
+    let spaced = tokenize_row(
+        &tok,
+        &KtoExample { prompt: "Once upon a ".into(), completion: "time".into(), label: true, messages: None },
+    )
+    .unwrap();
     let mut joined = spaced.prompt_ids.clone();
     joined.extend(&spaced.completion_ids);
     assert_eq!(joined, tok.encode(&format!("Once upon a time{}", tok.eos_text()), true).unwrap());
@@ -84,14 +98,14 @@ fn collation_truncates_right_pads_and_masks() {
 #[test]
 fn batch_size_one_with_kl_is_refused_and_long_prompts_are_dropped() {
     let tok = model().tokenizer;
-    let ex = vec![KtoExample { prompt: "a".into(), completion: "b".into(), label: true }; 3];
+    let ex = vec![KtoExample { prompt: "a".into(), completion: "b".into(), label: true, messages: None }; 3];
     match KtoDataset::new(&tok, &ex, 1, 64, true) {
         Err(Error::Config(msg)) => assert!(msg.contains("batch size of at least 2"), "{msg}"),
         other => panic!("{other:?}"),
     }
     assert!(KtoDataset::new(&tok, &ex, 1, 64, false).is_ok(), "apo-zero has no KL term");
     let mut rows = ex.clone();
-    rows.push(KtoExample { prompt: "word ".repeat(100), completion: "x".into(), label: false });
+    rows.push(KtoExample { prompt: "word ".repeat(100), completion: "x".into(), label: false, messages: None });
     let ds = KtoDataset::new(&tok, &rows, 2, 32, true).unwrap();
     assert_eq!((ds.rows.len(), ds.dropped), (3, 1));
     assert_eq!(ds.num_batches(), 2);

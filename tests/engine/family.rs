@@ -248,8 +248,18 @@ fn new_architectures_round_trip_and_train_with_lora() {
         assert_eq!(back.config, bundle.weights.config, "{name}");
         assert_eq!(back, bundle.weights, "{name}");
         let rows = vec![
-            kto_studio::kto::KtoExample { prompt: "Once".into(), completion: " upon".into(), label: true },
-            kto_studio::kto::KtoExample { prompt: "The".into(), completion: " cat".into(), label: false },
+            kto_studio::kto::KtoExample {
+                prompt: "Once".into(),
+                completion: " upon".into(),
+                label: true,
+                messages: None,
+            },
+            kto_studio::kto::KtoExample {
+                prompt: "The".into(),
+                completion: " cat".into(),
+                label: false,
+                messages: None,
+            },
         ];
         let cfg = kto_studio::kto::TrainConfig {
             batch_size: 2,

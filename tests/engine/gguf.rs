@@ -104,7 +104,7 @@ fn smollm2_lora_kto_step_in_chat_mode() {
         ("Name a color.", "Potato.", false),
     ]
     .iter()
-    .map(|(p, c, l)| KtoExample { prompt: p.to_string(), completion: c.to_string(), label: *l })
+    .map(|(p, c, l)| KtoExample { prompt: p.to_string(), completion: c.to_string(), label: *l, messages: None })
     .collect();
     let cfg = TrainConfig {
         optimizer: OptimizerKind::Adamw,
@@ -204,8 +204,8 @@ fn kquant_smollm2_reads_as_well_as_its_source_and_trains() {
     let (kquant, bundle) = nll(&path);
     assert!(kquant.is_finite() && (kquant / source - 1.0).abs() < 0.05, "NLL {kquant} vs source {source}");
     let rows = vec![
-        KtoExample { prompt: "What is 2+2?".into(), completion: "4".into(), label: true },
-        KtoExample { prompt: "What is 2+2?".into(), completion: "5".into(), label: false },
+        KtoExample { prompt: "What is 2+2?".into(), completion: "4".into(), label: true, messages: None },
+        KtoExample { prompt: "What is 2+2?".into(), completion: "5".into(), label: false, messages: None },
     ];
     let cfg = TrainConfig {
         batch_size: 2,
@@ -218,4 +218,23 @@ fn kquant_smollm2_reads_as_well_as_its_source_and_trains() {
     let mut trainer = Trainer::new(&bundle.weights, &cpu(), cfg).unwrap();
     let m = block(trainer.step(&data)).unwrap();
     assert!(m.loss.is_finite() && m.grad_norm.unwrap().is_finite());
+}
+
+/// Conversational rows always go through the chat template with all their turns (TRL's
+/// maybe_apply_chat_template); text rows only when `chat` is set.
+#[test]
+fn conversational_rows_train_through_the_chat_template_with_every_turn() {
+    use kto_studio::tokenizer::Message;
+    let bundle = ModelBundle::load(Some(&smollm2_path()), None).unwrap();
+    let tok = &bundle.tokenizer;
+    let turns = vec![Message::new("system", "Be brief."), Message::new("user", "What is 2+2?")];
+    let conv = KtoExample::chat(turns.clone(), "4", true);
+    let text = KtoExample { prompt: "What is 2+2?".into(), completion: " 4".into(), label: false, messages: None };
+    let cfg = TrainConfig { batch_size: 2, shuffle: false, ..Default::default() };
+    let data = cfg.dataset_for(tok, &bundle.weights.config, &[conv, text.clone()]).unwrap();
+    let (p, c) = tok.chat_split(&turns, "4").unwrap();
+    assert_eq!(data.examples[0].prompt, p);
+    assert_eq!(data.examples[0].completion, c);
+    assert!(p.contains("Be brief.") && p.contains("What is 2+2?"), "{p}");
+    assert_eq!(data.examples[1], text, "a text row stays text without chat");
 }

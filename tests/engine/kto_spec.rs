@@ -174,7 +174,12 @@ fn stories_examples(n: usize) -> Vec<KtoExample> {
         .map(|(i, s)| {
             let cut = s.char_indices().nth(60).map_or(s.len(), |(j, _)| j);
             let end = s.char_indices().nth(160).map_or(s.len(), |(j, _)| j);
-            KtoExample { prompt: s[..cut].to_string(), completion: s[cut..end].to_string(), label: i % 3 != 0 }
+            KtoExample {
+                prompt: s[..cut].to_string(),
+                completion: s[cut..end].to_string(),
+                label: i % 3 != 0,
+                messages: None,
+            }
         })
         .collect()
 }

@@ -183,10 +183,10 @@ fn one_token_rows_and_long_rows_train() {
     let bundle = ModelBundle::load(Some(&golden("trl/gpt2")), None).unwrap();
     let long = "and then they walked ".repeat(40);
     let rows = vec![
-        KtoExample { prompt: String::new(), completion: String::new(), label: true },
-        KtoExample { prompt: String::new(), completion: String::new(), label: false },
-        KtoExample { prompt: "Once".into(), completion: long.clone(), label: true },
-        KtoExample { prompt: "The".into(), completion: long, label: false },
+        KtoExample { prompt: String::new(), completion: String::new(), label: true, messages: None },
+        KtoExample { prompt: String::new(), completion: String::new(), label: false, messages: None },
+        KtoExample { prompt: "Once".into(), completion: long.clone(), label: true, messages: None },
+        KtoExample { prompt: "The".into(), completion: long, label: false, messages: None },
     ];
     let cfg = TrainConfig { batch_size: 2, shuffle: false, steps: 2, ..Default::default() };
     let data = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &rows).unwrap();

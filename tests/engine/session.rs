@@ -21,7 +21,7 @@ fn rows() -> Vec<KtoExample> {
         .iter()
         .cycle()
         .take(8)
-        .map(|&(p, c, l)| KtoExample { prompt: p.into(), completion: c.into(), label: l })
+        .map(|&(p, c, l)| KtoExample { prompt: p.into(), completion: c.into(), label: l, messages: None })
         .collect()
 }
 
@@ -139,4 +139,26 @@ fn held_out_rows_are_never_trained_on_and_are_reported_each_step() {
     // Holding out every row leaves nothing to train on: an error that says so.
     let e = s.start_run(&rows(), TrainConfig { holdout: 8, ..cfg }, false).unwrap_err().to_string();
     assert!(e.contains("leave none of the 8 rows"), "{e}");
+}
+
+#[test]
+fn conversational_rows_read_and_write_in_trls_format() {
+    let line = r#"{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}], "completion": [{"role": "assistant", "content": "Hello."}], "label": true}"#;
+    let r = parse_jsonl_report(&format!("{line}\n"));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let row = &r.rows[0];
+    assert_eq!((row.prompt.as_str(), row.completion.as_str(), row.label), ("Hi?", "Hello.", true));
+    assert_eq!(row.messages.as_ref().unwrap().prompt.len(), 2);
+    let written = kto_studio::kto::to_jsonl(&r.rows);
+    let a: serde_json::Value = serde_json::from_str(written.trim()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(a, b, "written back as TRL's conversational row");
+    let bad = parse_jsonl_report(
+        r#"{"prompt": [{"role": "user", "content": "Hi"}], "completion": "text", "label": true}
+{"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "user", "content": "x"}], "label": true}
+{"prompt": [], "completion": [{"role": "assistant", "content": "x"}], "label": true}
+"#,
+    );
+    assert_eq!(bad.errors.len(), 3, "{:?}", bad.errors);
+    assert!(bad.errors[1].contains("one assistant message"), "{:?}", bad.errors);
 }

@@ -32,6 +32,7 @@ pub fn sampled_dataset(m: &ModelBundle, device: &Device) -> Vec<KtoExample> {
                 prompt: prompt.to_string(),
                 completion: s.text,
                 label: if i < 2 { i == 0 } else { liked },
+                messages: None,
             });
         }
     }

@@ -35,7 +35,11 @@ export function initDatasetView(app) {
 
   function row(r) {
     const completion = el('textarea', { 'data-testid': 'row-completion' }, r.completion);
-    completion.addEventListener('change', () => labels.put({ ...r, completion: completion.value }));
+    completion.addEventListener('change', () => {
+      // A conversational row's reply is its completion message too.
+      const messages = r.messages && { ...r.messages, completion: [{ role: 'assistant', content: completion.value }] };
+      labels.put({ ...r, completion: completion.value, messages });
+    });
     const toggle = el('button', {
       'data-testid': 'row-label',
       'data-label': String(r.label),
@@ -52,7 +56,7 @@ export function initDatasetView(app) {
 
   $('#export-jsonl').addEventListener('click', async () => {
     const rows = await labels.all();
-    const text = await app.engine.call('toJsonl', { rows: rows.map(({ prompt, completion, label }) => ({ prompt, completion, label })) });
+    const text = await app.engine.call('toJsonl', { rows: rows.map(({ prompt, completion, label, messages }) => ({ prompt, completion, label, messages })) });
     download('kto-dataset.jsonl', text, 'application/jsonl');
   });
 

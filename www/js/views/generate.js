@@ -29,7 +29,9 @@ export function initGenerateView(app) {
         await app.relabel(stored.id, stored.row, value);
         stored = value === null ? null : { ...stored, row: { ...stored.row, label: value } };
       } else if (value !== null) {
-        const row = { prompt, completion: text.value, label: value, source: auto ? 'auto' : 'human', score: auto?.score };
+        // A chat-mode label is a conversation (exported in TRL's conversational format).
+        const messages = app.chat ? { prompt: [{ role: 'user', content: prompt }], completion: [{ role: 'assistant', content: text.value }] } : undefined;
+        const row = { prompt, completion: text.value, label: value, source: auto ? 'auto' : 'human', score: auto?.score, messages };
         stored = { id: await app.addLabel(row), row };
       }
       node.dataset.label = String(value);

@@ -59,7 +59,7 @@ export function initTrainView(app) {
   // LoRA's own fields mean nothing under full fine-tuning.
   const syncMethod = () => form.enableWhere((s) => s.key.startsWith('lora_'), app.settings.values.method === 'lora');
 
-  const rowsForTraining = async () => (await labels.all()).map(({ prompt, completion, label }) => ({ prompt, completion, label }));
+  const rowsForTraining = async () => (await labels.all()).map(({ prompt, completion, label, messages }) => ({ prompt, completion, label, messages }));
 
   /** The memory estimate for the current settings and labels, and whether the run fits. */
   async function estimate() {
