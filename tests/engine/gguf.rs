@@ -151,10 +151,13 @@ fn gguf_sentencepiece_tokenizer_matches_sentencepiece() {
 }
 
 /// Every quantized type the engine reads, on random blocks, equals llama.cpp's `gguf` package
-/// (`tests/reference/kquants.py` wrote the values).
+/// (`tests/reference/kquants.py` wrote the values), both decoded directly and read as a tensor of
+/// the GGUF file `gguf`'s writer made of the same blocks (extents and sizes per type).
 #[test]
 fn dequantization_matches_the_gguf_package_on_random_blocks() {
     let golden: serde_json::Value = serde_json::from_str(include_str!("../golden/kquants.json")).unwrap();
+    let file = std::fs::read(golden_dir().join("kquant_types.gguf")).unwrap();
+    let gguf = Gguf::parse(&file).unwrap();
     for (name, case) in golden.as_object().unwrap() {
         let hex = case["blocks_hex"].as_str().unwrap();
         let bytes: Vec<u8> =
@@ -165,12 +168,15 @@ fn dequantization_matches_the_gguf_package_on_random_blocks() {
             .iter()
             .map(|v| v.as_f64().map(|x| x as f32).unwrap_or_else(|| v.as_str().unwrap().parse::<f32>().unwrap()))
             .collect();
-        let got =
+        let direct =
             kto_studio::formats::gguf::dequantize(case["id"].as_u64().unwrap() as u32, &bytes, want.len()).unwrap();
-        assert_eq!(got.len(), want.len(), "{name}");
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let same = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-6 * w.abs().max(1.0);
-            assert!(same, "{name} value {i}: ours {g}, gguf {w}");
+        let from_file = gguf.tensor(&format!("test.{name}"), &[1, want.len()]).unwrap();
+        for (how, got) in [("decoded", direct), ("read from the file", from_file)] {
+            assert_eq!(got.len(), want.len(), "{name} {how}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let same = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 1e-6 * w.abs().max(1.0);
+                assert!(same, "{name} value {i} {how}: ours {g}, gguf {w}");
+            }
         }
     }
 }

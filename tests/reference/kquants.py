@@ -1,7 +1,8 @@
 """Golden values for GGUF dequantization: random blocks of every type the engine reads (any bytes
 are a valid block) dequantized by llama.cpp's `gguf` Python package. Writes
-tests/golden/kquants.json ({type: {id, blocks_hex, values}}); NaN/inf (from random f16 scales)
-are written as strings.
+tests/golden/kquants.json ({type: {id, blocks_hex, values}}; NaN/inf from random f16 scales are
+written as strings) and the same blocks as one GGUF file written by `gguf`'s writer,
+tests/golden/gguf/kquant_types.gguf (tensor `test.<type>`, 6 blocks in one row; also a fuzz seed).
 
     /root/refenv/bin/python tests/reference/kquants.py
 """
@@ -9,11 +10,12 @@ import json
 import os
 
 import numpy as np
-from gguf import GGMLQuantizationType as T
+from gguf import GGMLQuantizationType as T, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "golden", "kquants.json")
+GGUF_OUT = os.path.join(os.path.dirname(__file__), "..", "golden", "gguf", "kquant_types.gguf")
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 rng = np.random.default_rng(20261127)
 
@@ -28,6 +30,8 @@ def number(x):
 
 
 golden = {}
+writer = GGUFWriter(GGUF_OUT, arch="llama")
+writer.add_name("kto-studio k-quant fixture")
 for t in TYPES:
     block_len, block_bytes = GGML_QUANT_SIZES[t]
     blocks = []
@@ -45,6 +49,12 @@ for t in TYPES:
     values = dequantize(data, t).astype(np.float32).reshape(-1)
     golden[t.name] = {"id": int(t.value), "blocks_hex": data.tobytes().hex(), "values": [number(v) for v in values]}
     assert len(values) == 6 * block_len
+    writer.add_tensor(f"test.{t.name}", data.reshape(1, -1), raw_shape=(1, data.size), raw_dtype=t)
+
+writer.write_header_to_file()
+writer.write_kv_data_to_file()
+writer.write_tensors_to_file()
+writer.close()
 
 with open(OUT, "w") as f:
     json.dump(golden, f)

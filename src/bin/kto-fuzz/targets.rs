@@ -57,16 +57,24 @@ impl Corpus {
             ("stories260K.bin".to_string(), read(&builtin.join("stories260K.bin"))),
             ("tok512.bin".to_string(), read(&builtin.join("tok512.bin"))),
         ]];
-        let gguf = ["spm_tiny.gguf", "quant_types.gguf"]
+        let gguf = ["spm_tiny.gguf", "quant_types.gguf", "kquant_types.gguf"]
             .iter()
             .map(|n| vec![(n.to_string(), read(&golden.join("gguf").join(n)))])
             .collect();
         let hf_names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
-        let hf_dirs: Vec<PathBuf> = ["trl/llama", "trl/gpt2", "family/llama_02", "family/qwen2_06", "family/gpt2_04"]
-            .iter()
-            .map(|d| golden.join(d))
-            .filter(|d| d.join("config.json").is_file())
-            .collect();
+        let hf_dirs: Vec<PathBuf> = [
+            "trl/llama",
+            "trl/gpt2",
+            "family/llama_02",
+            "family/qwen2_06",
+            "family/gpt2_04",
+            "family/qwen3_05",
+            "family/rope_llama3_00",
+        ]
+        .iter()
+        .map(|d| golden.join(d))
+        .filter(|d| d.join("config.json").is_file())
+        .collect();
         let hf: Vec<Input> = hf_dirs.iter().map(|d| files(d, &hf_names)).collect();
         let tokenizers: Vec<Input> =
             hf.iter().map(|f| f.iter().filter(|(n, _)| n.starts_with("tokenizer")).cloned().collect()).collect();
@@ -76,7 +84,11 @@ impl Corpus {
             LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0, targets: vec!["q".into(), "v".into(), "down".into()] };
         let model = Model::from_weights(&tiny.weights, &device).with_lora(&lora, 1, &device).expect("lora");
         let adapter = pollster::block_on(export::adapter(&model, &lora, &tiny)).expect("adapter export");
-        let jsonl = vec![vec![("data.jsonl".to_string(), read(&golden.join("trl/data.jsonl")))]];
+        let conversational = br#"{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}], "completion": [{"role": "assistant", "content": "Hello."}], "label": true}"#;
+        let jsonl = vec![
+            vec![("data.jsonl".to_string(), read(&golden.join("trl/data.jsonl")))],
+            vec![("chat.jsonl".to_string(), conversational.to_vec())],
+        ];
         let templates = TEMPLATES.iter().map(|t| vec![("template.jinja".to_string(), t.as_bytes().to_vec())]).collect();
         let seeds = vec![
             ("llama2c".to_string(), llama2c),
