@@ -335,13 +335,11 @@ where
     on_event(MoodEvent::Evaluated { side: "base", report: before.clone() }).await;
     let mut samples = Vec::new();
     for (i, prompt) in sets.train.iter().enumerate() {
-        // Prompt i's seed is the recipe's + 1000 i, whichever prompts come before it.
-        let sampling = SamplingConfig { seed: recipe.sampling.seed + 1000 * i as u64, ..recipe.sampling.clone() };
-        let one = std::slice::from_ref(prompt);
-        samples.extend(
-            sample_and_judge(&base, tok, device, judge, one, recipe.samples_per_prompt, &sampling, sampling.seed)
-                .await?,
-        );
+        // One prompt at a time (to report progress) with the seed it has in a whole-set call:
+        // the recipe's + 1000 i.
+        let (one, seed) = (std::slice::from_ref(prompt), recipe.sampling.seed + 1000 * i as u64);
+        let k = recipe.samples_per_prompt;
+        samples.extend(sample_and_judge(&base, tok, device, judge, one, k, &recipe.sampling, seed).await?);
         on_event(MoodEvent::Sampled { done: i + 1, total: sets.train.len() }).await;
     }
     drop(base);

@@ -60,9 +60,14 @@ pub fn sequence_logps(logits: Tensor<3>, ids: Tensor<2, Int>, completion_mask: T
         // `sum * 0` keeps the result on the logits' autodiff graph, so backward() still runs.
         return Tensor::zeros([b], &logits.device()) + logits.sum() * 0.0;
     }
+    (next_token_logps(logits, ids) * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
+}
+
+/// log p(token t+1 | tokens ..= t) at every position but the last, `[B, T - 1]` (T ≥ 2).
+fn next_token_logps(logits: Tensor<3>, ids: Tensor<2, Int>) -> Tensor<2> {
+    let [b, t, _] = logits.dims();
     let targets = ids.narrow(1, 1, t - 1).unsqueeze_dim::<3>(2);
-    let token_logp = target_logps(logits.narrow(1, 0, t - 1), targets).reshape([b, t - 1]);
-    (token_logp * completion_mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([b])
+    target_logps(logits.narrow(1, 0, t - 1), targets).reshape([b, t - 1])
 }
 
 /// log p(target) along the last axis = logit(target) − logsumexp(logits): no log-softmax tensor
@@ -113,8 +118,6 @@ pub fn completion_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<
 /// log p(token | the tokens before it) of every token of one row after its first, `[len - 1]`.
 pub fn token_logps(model: &Model, ids: &[u32], device: &Device) -> Tensor<1> {
     let t = ids.len();
-    let logits = model.forward(crate::model::token_ids(ids, 1, device), &[t]).narrow(1, 0, t - 1);
-    let targets: Vec<i32> = ids[1..].iter().map(|&i| i as i32).collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, t - 1, 1]), device);
-    target_logps(logits, targets).reshape([t - 1])
+    let ids = crate::model::token_ids(ids, 1, device);
+    next_token_logps(model.forward(ids.clone(), &[t]), ids).reshape([t - 1])
 }

@@ -149,7 +149,7 @@ impl TrainConfig {
         let train = KtoDataset::new(tok, &rows, self.batch_size, self.max_length, with_kl)?;
         let held = match held.is_empty() {
             true => None,
-            false => Some(KtoDataset::new(tok, &held, self.batch_size.max(2), self.max_length, with_kl)?),
+            false => Some(KtoDataset::new(tok, &held, self.batch_size, self.max_length, with_kl)?),
         };
         Ok((train, held))
     }
