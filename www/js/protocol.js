@@ -53,10 +53,17 @@ export class EngineClient {
     // load) leaves it unusable: every call in flight fails now rather than waiting forever.
     this.worker.onerror = (e) => {
       e.preventDefault?.();
-      const message = e.message || 'the engine worker failed to start';
-      this.failPending(`the engine stopped: ${message}`);
-      this.emit({ type: 'crash', message });
+      this.crashed(e.message || 'the engine worker failed to start');
     };
+    this.dead = null;
+  }
+
+  /** The worker is gone: calls in flight fail, and so does every call until a restart — a worker
+   *  can fail to load before anyone listens (the page still starting) and must not swallow calls. */
+  crashed(message) {
+    this.dead = message;
+    this.failPending(`the engine stopped: ${message}`);
+    this.emit({ type: 'crash', message });
   }
 
   onMessage(msg) {
@@ -89,6 +96,11 @@ export class EngineClient {
 
   /** Send a request; `onEvent` receives its streamed events (tokens, progress). */
   call(type, args = {}, { onEvent, transfer = [] } = {}) {
+    if (this.dead) {
+      // Said again now that a listener may be there to restart it.
+      this.emit({ type: 'crash', message: this.dead });
+      return Promise.reject(Object.assign(new Error(`the engine stopped: ${this.dead}`), { fatal: true }));
+    }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onEvent });
