@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::{SamplingConfig, generate};
 use crate::kto::{KtoBatch, KtoExample, TrainConfig, Trainer};
-use crate::model::{Arch, LoraConfig, Model, ModelConfig};
+use crate::model::{LoraConfig, Model, ModelConfig};
 use crate::{BackendKind, ModelBundle, Result};
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -90,7 +90,7 @@ pub fn forward_flops(c: &ModelConfig, rows: usize, len: usize, classified: usize
     let n = (rows * len) as f64;
     let (d, h, q, kv, v) =
         (c.dim as f64, c.hidden_dim as f64, c.q_dim() as f64, c.kv_dim() as f64, c.vocab_size as f64);
-    let mlp = if c.arch == Arch::Llama { 3.0 } else { 2.0 };
+    let mlp = if c.gated() { 3.0 } else { 2.0 };
     let per_layer = 2.0 * n * (d * q + 2.0 * d * kv + q * d + mlp * d * h)
         + 4.0 * (rows as f64) * (c.n_heads as f64) * (len as f64).powi(2) * c.head_dim() as f64;
     per_layer * c.n_layers as f64 + 2.0 * classified as f64 * d * v

@@ -214,7 +214,7 @@ impl Session {
             parameters: c.num_params(),
             eos_text: bundle.tokenizer.eos_text().to_string(),
             chat: bundle.tokenizer.chat_template().is_some(),
-            lora: c.arch == crate::model::Arch::Llama,
+            lora: c.arch != crate::model::Arch::Gpt2,
         };
         self.with(|s| {
             Self::idle(s, "loading a model")?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Reader;
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout};
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, SlidingWindow};
 use crate::tokenizer::{HfTokenizer, Llama2cTokenizer, Tokenizer};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -38,6 +38,8 @@ pub struct Gguf<'a> {
     pub meta: HashMap<String, Meta>,
     tensors: HashMap<String, TensorInfo>,
     data: &'a [u8],
+    /// Names of the tensors read so far: one never read is a weight the model would leave out.
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Reader<'_> {
@@ -299,7 +301,7 @@ impl<'a> Gguf<'a> {
         let start = (4 + r.pos()).div_ceil(align) * align;
         let data = bytes.get(start..).ok_or_else(|| format_err("GGUF: the file ends before its tensor data"))?;
         check_extents(&tensors, data.len(), align)?;
-        Ok(Self { meta, tensors, data })
+        Ok(Self { meta, tensors, data, read: Default::default() })
     }
 
     fn num(&self, key: &str) -> Option<f64> {
@@ -322,6 +324,7 @@ impl<'a> Gguf<'a> {
     /// Tensor `name` as f32, checked against the expected PyTorch-order shape.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let info = self.tensors.get(name).ok_or_else(|| format_err(format!("the GGUF file has no tensor {name}")))?;
+        self.read.borrow_mut().insert(name.to_string());
         let torch_shape: Vec<usize> = info.dims.iter().rev().copied().collect();
         if torch_shape != shape {
             return Err(format_err(format!("GGUF tensor {name} has shape {torch_shape:?}, expected {shape:?}")));
@@ -340,15 +343,34 @@ impl<'a> Gguf<'a> {
     pub fn tensor_opt(&self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
         if self.has_tensor(name) { self.tensor(name, shape).map(Some) } else { Ok(None) }
     }
+
+    /// Refuse a file with tensors the model did not read (biases of an architecture that has
+    /// none, say): computing without them would be silently wrong.
+    fn check_all_read(&self) -> Result<()> {
+        let read = self.read.borrow();
+        let mut unused: Vec<&String> =
+            self.tensors.keys().filter(|n| !read.contains(*n) && !n.ends_with("attn_rot_embd")).collect();
+        unused.sort();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        Err(format_err(format!(
+            "the GGUF file has {} tensor(s) its architecture does not use ({}{}): they would be left out of the computation",
+            unused.len(),
+            unused.iter().take(4).map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            if unused.len() > 4 { ", ..." } else { "" }
+        )))
+    }
 }
 
 /// Weights and tokenizer from a GGUF file.
 pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     let g = Gguf::parse(bytes)?;
     let arch = g.str("general.architecture").unwrap_or("").to_string();
-    if !["llama", "qwen2", "qwen3"].contains(&arch.as_str()) {
+    if !["llama", "qwen2", "qwen3", "gemma3"].contains(&arch.as_str()) {
         return Err(format_err(format!(
-            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama, SmolLM, TinyLlama), qwen2 and qwen3 GGUF files"
+            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama 2/3.x, SmolLM, TinyLlama), qwen2, \
+             qwen3 and gemma3 GGUF files"
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
@@ -364,32 +386,73 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     };
     let qwen = arch == "qwen2";
     let qwen3 = arch == "qwen3";
+    let gemma = arch == "gemma3";
+    let n_layers = need("block_count")?;
     let mut c = ModelConfig {
-        arch: Arch::Llama,
+        arch: if gemma { Arch::Gemma3 } else { Arch::Llama },
         dim,
         hidden_dim: need("feed_forward_length")?,
-        n_layers: need("block_count")?,
+        n_layers,
         n_heads,
         n_kv_heads: g.num(&key("attention.head_count_kv")).map(|v| v as usize).unwrap_or(n_heads),
         vocab_size: vocab,
         max_seq_len: need("context_length")?,
         norm_eps: g.num(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
-        rope_theta: g.num(&key("rope.freq_base")).unwrap_or(10000.0),
-        // llama.cpp's converter permutes Llama Q/K into adjacent pairs; Qwen2 uses NEOX rotation.
-        rope_layout: if qwen || qwen3 { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
+        rope_theta: g.num(&key("rope.freq_base")).unwrap_or(if gemma { 1_000_000.0 } else { 10000.0 }),
+        // llama.cpp's converter permutes Llama Q/K into adjacent pairs; Qwen and Gemma use NEOX rotation.
+        rope_layout: if qwen || qwen3 || gemma { RopeLayout::RotateHalf } else { RopeLayout::Adjacent },
         tied_embeddings: !g.has_tensor("output.weight"),
         qkv_bias: qwen,
         o_bias: false,
-        head_dim: g.num(&key("attention.key_length")).map(|v| v as usize).filter(|&hd| hd * n_heads != dim),
-        rope_scaling: None,
-        qk_norm: qwen3,
+        head_dim: g.num(&key("attention.key_length")).map(|v| v as usize).filter(|&hd| gemma || hd * n_heads != dim),
+        qk_norm: qwen3 || gemma,
+        rope_scaling: match g.str(&key("rope.scaling.type")) {
+            None | Some("none") => None,
+            Some("linear") => Some(RopeScaling::Linear {
+                factor: g.num(&key("rope.scaling.factor")).filter(|f| f.is_finite() && *f > 0.0).ok_or_else(|| {
+                    format_err(format!("GGUF linear RoPE scaling needs {} > 0", key("rope.scaling.factor")))
+                })?,
+            }),
+            Some(other) => {
+                return Err(format_err(format!(
+                    "GGUF RoPE scaling {other:?} is not supported (linear is, and llama3's rope_freqs tensor)"
+                )));
+            }
+        },
+        final_logit_softcapping: g.num(&key("final_logit_softcapping")).filter(|&x| gemma && x > 0.0),
+        ..Default::default()
     };
+    if gemma {
+        // What llama.cpp's Gemma 3 does with the file: every sixth layer global unless the file
+        // lists the layer types; a local RoPE base of 10000 unless stated; scores scaled by
+        // head_dim^-1/2 (27B, the one 62-layer model: hidden/heads).
+        let sliding = match g.meta.get(&key("attention.sliding_window_pattern")) {
+            Some(Meta::Nums(v)) => v.iter().map(|&x| x != 0.0).collect(),
+            Some(Meta::Num(n)) if *n >= 1.0 => (0..n_layers).map(|i| (i + 1) % (*n as usize) != 0).collect(),
+            _ => (0..n_layers).map(|i| (i + 1) % 6 != 0).collect(),
+        };
+        c.sliding = Some(SlidingWindow {
+            window: g.num(&key("attention.sliding_window")).map_or(usize::MAX, |w| w as usize),
+            rope_theta: g.num(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
+            layers: sliding,
+        });
+        let hd = c.head_dim() as f64;
+        c.query_pre_attn_scalar = Some(if n_layers == 62 { (dim / n_heads.max(1)) as f64 } else { hd });
+    }
+    // Llama 3.x: llama.cpp's converter stores the llama3 RoPE scaling as per-frequency divisors.
+    if let Some(f) = g.tensor_opt("rope_freqs.weight", &[c.head_dim() / 2])? {
+        c.rope_freq_factors = Some(f);
+    }
     c.validate()?;
     let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let t = |n: &str, s: &[usize]| g.tensor(&format!("blk.{i}.{n}"), s);
-        let b = |n: &str, s: usize| if qwen { t(n, &[s]).map(Some) } else { Ok(None) };
+        // Qwen2 always has q/k/v biases; Llama may (`attention_bias`), o_proj's included.
+        let b = |n: &str, s: usize| {
+            if qwen { t(n, &[s]).map(Some) } else { g.tensor_opt(&format!("blk.{i}.{n}"), &[s]) }
+        };
+        let post = |n: &str| if gemma { t(n, &[d]).map(Some) } else { Ok(None) };
         layers.push(LayerWeights {
             attn_norm: t("attn_norm.weight", &[d])?,
             wq: t("attn_q.weight", &[q, d])?,
@@ -399,17 +462,23 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
             bq: b("attn_q.bias", q)?,
             bk: b("attn_k.bias", kv)?,
             bv: b("attn_v.bias", kv)?,
+            bo: if qwen { None } else { b("attn_output.bias", d)? },
             ffn_norm: t("ffn_norm.weight", &[d])?,
             w1: t("ffn_gate.weight", &[h, d])?,
             w2: t("ffn_down.weight", &[d, h])?,
             w3: t("ffn_up.weight", &[h, d])?,
-            q_norm: if qwen3 { Some(t("attn_q_norm.weight", &[c.head_dim()])?) } else { None },
-            k_norm: if qwen3 { Some(t("attn_k_norm.weight", &[c.head_dim()])?) } else { None },
+            q_norm: if c.qk_norm { Some(t("attn_q_norm.weight", &[c.head_dim()])?) } else { None },
+            k_norm: if c.qk_norm { Some(t("attn_k_norm.weight", &[c.head_dim()])?) } else { None },
+            post_attn_norm: post("post_attention_norm.weight")?,
+            post_ffn_norm: post("post_ffw_norm.weight")?,
             ..Default::default()
         });
     }
     let lm_head = g.tensor_opt("output.weight", &[vocab, d])?;
     c.tied_embeddings = lm_head.is_none();
+    // Biases are announced by their presence (validate() then wants them in every layer).
+    c.qkv_bias = layers.first().is_some_and(|l| l.bq.is_some());
+    c.o_bias = layers.first().is_some_and(|l| l.bo.is_some());
     let weights = ModelWeights {
         tok_emb: g.tensor("token_embd.weight", &[vocab, d])?,
         pos_emb: None,
@@ -419,6 +488,7 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         lm_head,
         config: c,
     };
+    g.check_all_read()?;
     weights.validate()?;
     let name = g.str("general.name").unwrap_or("gguf model").to_string();
     Ok((weights, tokenizer(&g)?, name))
@@ -458,7 +528,13 @@ fn tokenizer(g: &Gguf) -> Result<Tokenizer> {
     }
     match g.str("tokenizer.ggml.model").unwrap_or("") {
         "gpt2" => {
-            let merges: Vec<Value> = token_list(g, "tokenizer.ggml.merges")?
+            // No merges list is a byte-level tokenizer with no merges (gguf's writer omits an empty list).
+            let merges = if g.meta.contains_key("tokenizer.ggml.merges") {
+                token_list(g, "tokenizer.ggml.merges")?
+            } else {
+                Vec::new()
+            };
+            let merges: Vec<Value> = merges
                 .iter()
                 .map(|m| {
                     let (a, b) = m.split_once(' ').unwrap_or((m, ""));

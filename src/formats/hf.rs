@@ -1,6 +1,6 @@
 //! Hugging Face checkpoints: `config.json` + `model.safetensors` (or shards listed in
-//! `model.safetensors.index.json`). Llama family (`LlamaForCausalLM`, Qwen2's q/k/v biases) and
-//! GPT-2 (`GPT2LMHeadModel`: Conv1D weights stored `[in, out]`, fused `c_attn`). The writer
+//! `model.safetensors.index.json`). Llama family (`LlamaForCausalLM`, Qwen2's q/k/v biases, Qwen3),
+//! Gemma 3 text (`Gemma3ForCausalLM`) and GPT-2 (`GPT2LMHeadModel`: Conv1D weights stored `[in, out]`, fused `c_attn`). The writer
 //! produces the same layout, so a merged model reloads in transformers.
 //! Long because reading and writing share one name map per architecture: kept together, a
 //! written file cannot drift from what the reader expects.
@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, transpose};
+use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, SlidingWindow, transpose};
 
 const LLAMA_ARCHS: [&str; 3] = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
 const GPT2_ARCH: &str = "GPT2LMHeadModel";
+const GEMMA3_ARCH: &str = "Gemma3ForCausalLM";
 
 /// Tensors by name, as f32, with their shapes.
 pub struct TensorMap(HashMap<String, (Vec<usize>, Vec<f32>)>);
@@ -168,10 +169,17 @@ pub fn architecture(cfg: &Value) -> Result<Arch> {
         Ok(Arch::Llama)
     } else if archs.contains(&GPT2_ARCH) || (archs.is_empty() && model_type == "gpt2") {
         Ok(Arch::Gpt2)
+    } else if archs.contains(&GEMMA3_ARCH) || (archs.is_empty() && model_type == "gemma3_text") {
+        Ok(Arch::Gemma3)
+    } else if archs.contains(&"Gemma3ForConditionalGeneration") {
+        Err(format_err(
+            "this is a multimodal Gemma 3 (image + text, 4B and up), which KTO Studio does not run; the text-only \
+             Gemma 3 models (gemma-3-270m, gemma-3-1b, their -it versions) are supported",
+        ))
     } else {
         Err(format_err(format!(
             "unsupported architecture {:?} (model_type {model_type:?}); KTO Studio runs LlamaForCausalLM (Llama, SmolLM, \
-             TinyLlama), Qwen2ForCausalLM, Qwen3ForCausalLM and GPT2LMHeadModel checkpoints",
+             TinyLlama), Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM and GPT2LMHeadModel checkpoints",
             archs
         )))
     }
@@ -270,8 +278,10 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 // transformers' default is hidden_size / heads; keep it implicit when it agrees.
                 head_dim: get_usize(cfg, &["head_dim"]).filter(|&hd| n_heads == 0 || hd * n_heads != dim),
                 rope_scaling,
+                ..Default::default()
             }
         }
+        Arch::Gemma3 => gemma3_config(cfg)?,
         Arch::Gpt2 => {
             let dim = need(cfg, &["n_embd", "hidden_size"])?;
             if let Some(act) = cfg.get("activation_function").and_then(Value::as_str) {
@@ -295,11 +305,78 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
                 tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true),
                 qkv_bias: true,
                 o_bias: true,
-                head_dim: None,
-                rope_scaling: None,
-                qk_norm: false,
+                ..Default::default()
             }
         }
+    })
+}
+
+/// Gemma 3 text. transformers 5 writes RoPE per layer type (`rope_parameters.full_attention`,
+/// `.sliding_attention`); older files `rope_theta`, `rope_local_base_freq` and `rope_scaling`.
+fn gemma3_config(cfg: &Value) -> Result<ModelConfig> {
+    let f = |k: &str| cfg.get(k).and_then(Value::as_f64);
+    let act = cfg.get("hidden_activation").or(cfg.get("hidden_act")).and_then(Value::as_str);
+    if act.is_some_and(|a| a != "gelu_pytorch_tanh") {
+        return Err(format_err(format!("Gemma 3 with activation {act:?} is not supported (only gelu_pytorch_tanh)")));
+    }
+    if cfg.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+        return Err(format_err("bidirectional Gemma 3 (an embedding model) cannot generate text; use a causal one"));
+    }
+    let n_layers = need(cfg, &["num_hidden_layers"])?;
+    let per_type = cfg.get("rope_parameters").filter(|r| r.get("full_attention").is_some());
+    let global = per_type.and_then(|r| r.get("full_attention"));
+    let local = per_type.and_then(|r| r.get("sliding_attention"));
+    let theta = |r: Option<&Value>, key: &str, default: f64| {
+        r.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64).or(f(key)).unwrap_or(default)
+    };
+    let rope_scaling = rope_scaling(global.or(cfg.get("rope_scaling")).filter(|v| !v.is_null()))?;
+    if local.is_some_and(|l| l.get("rope_type").and_then(Value::as_str).is_some_and(|t| t != "default")) {
+        return Err(format_err("Gemma 3 with scaled RoPE on its sliding-window layers is not supported"));
+    }
+    let layers: Vec<bool> = match cfg.get("layer_types").and_then(Value::as_array) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                other => Err(format_err(format!("Gemma 3 layer type {other:?} is not supported"))),
+            })
+            .collect::<Result<_>>()?,
+        None => {
+            let pattern = get_usize(cfg, &["sliding_window_pattern", "_sliding_window_pattern"]).unwrap_or(6).max(1);
+            (0..n_layers).map(|i| (i + 1) % pattern != 0).collect()
+        }
+    };
+    let n_heads = need(cfg, &["num_attention_heads"])?;
+    let bias = cfg.get("attention_bias").and_then(Value::as_bool) == Some(true);
+    Ok(ModelConfig {
+        arch: Arch::Gemma3,
+        dim: need(cfg, &["hidden_size"])?,
+        hidden_dim: need(cfg, &["intermediate_size"])?,
+        n_layers,
+        n_heads,
+        n_kv_heads: get_usize(cfg, &["num_key_value_heads"]).unwrap_or(n_heads),
+        vocab_size: need(cfg, &["vocab_size"])?,
+        max_seq_len: get_usize(cfg, &["max_position_embeddings"]).unwrap_or(131_072),
+        norm_eps: f("rms_norm_eps").unwrap_or(1e-6),
+        rope_theta: theta(global, "rope_theta", 1_000_000.0),
+        rope_layout: RopeLayout::RotateHalf,
+        tied_embeddings: cfg.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true),
+        qkv_bias: bias,
+        o_bias: bias,
+        // Gemma's head_dim (256 by default) is not hidden / heads; keep it explicit.
+        head_dim: Some(get_usize(cfg, &["head_dim"]).unwrap_or(256)),
+        rope_scaling,
+        qk_norm: true,
+        sliding: Some(SlidingWindow {
+            // No window (null) leaves the sliding layers with their own RoPE but full attention.
+            window: get_usize(cfg, &["sliding_window"]).unwrap_or(usize::MAX),
+            rope_theta: theta(local, "rope_local_base_freq", 10_000.0),
+            layers,
+        }),
+        query_pre_attn_scalar: Some(f("query_pre_attn_scalar").unwrap_or(256.0)),
+        final_logit_softcapping: f("final_logit_softcapping"),
+        rope_freq_factors: None,
     })
 }
 
@@ -327,7 +404,7 @@ pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights>
     let config = config_from_json(&cfg)?;
     let mut t = TensorMap::from_safetensors(files)?;
     let weights = match config.arch {
-        Arch::Llama => load_llama(config, &mut t)?,
+        Arch::Llama | Arch::Gemma3 => load_llama(config, &mut t)?,
         Arch::Gpt2 => load_gpt2(config, &mut t)?,
     };
     // A tensor nobody read is a weight the forward pass would silently leave out (a bias the
@@ -352,17 +429,38 @@ pub fn load(config_json: &[u8], files: &[(&str, &[u8])]) -> Result<ModelWeights>
     Ok(weights)
 }
 
+/// Gemma's RMSNorm multiplies by `1 + w`; the engine keeps the factor itself (`1 + w`, rounded
+/// to f32 as transformers rounds it).
+fn norm_offset(c: &ModelConfig) -> f32 {
+    if c.arch == Arch::Gemma3 { 1.0 } else { 0.0 }
+}
+
 fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
     let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
     let p = if t.has("model.embed_tokens.weight") { "model." } else { "" };
+    let gemma = c.arch == Arch::Gemma3;
+    let offset = norm_offset(&c);
     let mut layers = Vec::with_capacity(c.n_layers);
+    let take_norm = |t: &mut TensorMap, name: String, n: usize| -> Result<Vec<f32>> {
+        Ok(t.take(&name, &[n])?.into_iter().map(|w| w + offset).collect())
+    };
     for i in 0..c.n_layers {
         let l = format!("{p}layers.{i}.");
         let bias = |t: &mut TensorMap, name: &str, n: usize| {
             if c.qkv_bias { t.take(&format!("{l}self_attn.{name}.bias"), &[n]).map(Some) } else { Ok(None) }
         };
+        // Llama's `post_attention_layernorm` is the norm before the MLP; Gemma's follows attention.
+        let (ffn_norm, post_attn_norm, post_ffn_norm) = if gemma {
+            (
+                take_norm(t, format!("{l}pre_feedforward_layernorm.weight"), d)?,
+                Some(take_norm(t, format!("{l}post_attention_layernorm.weight"), d)?),
+                Some(take_norm(t, format!("{l}post_feedforward_layernorm.weight"), d)?),
+            )
+        } else {
+            (take_norm(t, format!("{l}post_attention_layernorm.weight"), d)?, None, None)
+        };
         layers.push(LayerWeights {
-            attn_norm: t.take(&format!("{l}input_layernorm.weight"), &[d])?,
+            attn_norm: take_norm(t, format!("{l}input_layernorm.weight"), d)?,
             wq: t.take(&format!("{l}self_attn.q_proj.weight"), &[q, d])?,
             wk: t.take(&format!("{l}self_attn.k_proj.weight"), &[kv, d])?,
             wv: t.take(&format!("{l}self_attn.v_proj.weight"), &[kv, d])?,
@@ -371,17 +469,19 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
             bq: bias(t, "q_proj", q)?,
             bk: bias(t, "k_proj", kv)?,
             bv: bias(t, "v_proj", kv)?,
-            ffn_norm: t.take(&format!("{l}post_attention_layernorm.weight"), &[d])?,
+            ffn_norm,
+            post_attn_norm,
+            post_ffn_norm,
             w1: t.take(&format!("{l}mlp.gate_proj.weight"), &[h, d])?,
             w2: t.take(&format!("{l}mlp.down_proj.weight"), &[d, h])?,
             w3: t.take(&format!("{l}mlp.up_proj.weight"), &[h, d])?,
             q_norm: if c.qk_norm {
-                Some(t.take(&format!("{l}self_attn.q_norm.weight"), &[c.head_dim()])?)
+                Some(take_norm(t, format!("{l}self_attn.q_norm.weight"), c.head_dim())?)
             } else {
                 None
             },
             k_norm: if c.qk_norm {
-                Some(t.take(&format!("{l}self_attn.k_norm.weight"), &[c.head_dim()])?)
+                Some(take_norm(t, format!("{l}self_attn.k_norm.weight"), c.head_dim())?)
             } else {
                 None
             },
@@ -396,7 +496,7 @@ fn load_llama(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
         tok_emb,
         pos_emb: None,
         layers,
-        norm: t.take(&format!("{p}norm.weight"), &[d])?,
+        norm: take_norm(t, format!("{p}norm.weight"), d)?,
         norm_bias: None,
         lm_head,
         config: c,
@@ -428,10 +528,9 @@ fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
             w1: Vec::new(),
             w3: transpose(&t.take(&format!("{l}mlp.c_fc.weight"), &[d, h])?, d, h),
             b3: Some(t.take(&format!("{l}mlp.c_fc.bias"), &[h])?),
-            q_norm: None,
-            k_norm: None,
             w2: transpose(&t.take(&format!("{l}mlp.c_proj.weight"), &[h, d])?, h, d),
             b2: Some(t.take(&format!("{l}mlp.c_proj.bias"), &[d])?),
+            ..Default::default()
         });
     }
     let lm_head = t.take_opt("lm_head.weight", &[v, d])?;
@@ -469,8 +568,10 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
     let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
     let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut put = |n: String, s: Vec<usize>, x: Vec<f32>| out.push((n, s, x));
+    let offset = norm_offset(c);
+    let unnorm = |w: &[f32]| -> Vec<f32> { w.iter().map(|x| x - offset).collect() };
     let config = match c.arch {
-        Arch::Llama => {
+        Arch::Llama | Arch::Gemma3 => {
             let hd = c.head_dim();
             let fix = |x: &[f32], heads: usize| {
                 if c.rope_layout == RopeLayout::Adjacent { permute_rows(x, heads, hd, d, true) } else { x.to_vec() }
@@ -478,14 +579,14 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             put("model.embed_tokens.weight".into(), vec![v, d], w.tok_emb.clone());
             for (i, l) in w.layers.iter().enumerate() {
                 let p = format!("model.layers.{i}.");
-                put(format!("{p}input_layernorm.weight"), vec![d], l.attn_norm.clone());
+                put(format!("{p}input_layernorm.weight"), vec![d], unnorm(&l.attn_norm));
                 put(format!("{p}self_attn.q_proj.weight"), vec![q, d], fix(&l.wq, c.n_heads));
                 put(format!("{p}self_attn.k_proj.weight"), vec![kv, d], fix(&l.wk, c.n_kv_heads));
                 put(format!("{p}self_attn.v_proj.weight"), vec![kv, d], l.wv.clone());
                 put(format!("{p}self_attn.o_proj.weight"), vec![d, q], l.wo.clone());
                 for (name, norm) in [("q_norm", &l.q_norm), ("k_norm", &l.k_norm)] {
                     if let Some(n) = norm {
-                        put(format!("{p}self_attn.{name}.weight"), vec![hd], n.clone());
+                        put(format!("{p}self_attn.{name}.weight"), vec![hd], unnorm(n));
                     }
                 }
                 if let Some(b) = &l.bo {
@@ -502,32 +603,49 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
                         put(format!("{p}self_attn.{name}.bias"), vec![n], b);
                     }
                 }
-                put(format!("{p}post_attention_layernorm.weight"), vec![d], l.ffn_norm.clone());
+                match (&l.post_attn_norm, &l.post_ffn_norm) {
+                    (Some(post_attn), Some(post_ffn)) => {
+                        put(format!("{p}post_attention_layernorm.weight"), vec![d], unnorm(post_attn));
+                        put(format!("{p}pre_feedforward_layernorm.weight"), vec![d], unnorm(&l.ffn_norm));
+                        put(format!("{p}post_feedforward_layernorm.weight"), vec![d], unnorm(post_ffn));
+                    }
+                    _ => put(format!("{p}post_attention_layernorm.weight"), vec![d], l.ffn_norm.clone()),
+                }
                 put(format!("{p}mlp.gate_proj.weight"), vec![h, d], l.w1.clone());
                 put(format!("{p}mlp.up_proj.weight"), vec![h, d], l.w3.clone());
                 put(format!("{p}mlp.down_proj.weight"), vec![d, h], l.w2.clone());
             }
-            put("model.norm.weight".into(), vec![d], w.norm.clone());
+            put("model.norm.weight".into(), vec![d], unnorm(&w.norm));
             if let Some(head) = &w.lm_head {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
-            let qwen = c.qkv_bias && !c.o_bias && !c.qk_norm;
-            let mut config = json!({
-                "architectures": [if c.qk_norm { "Qwen3ForCausalLM" } else if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-                "model_type": if c.qk_norm { "qwen3" } else if qwen { "qwen2" } else { "llama" },
-                "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
-                "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": hd,
-                "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
-                "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
-                "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
-            });
-            if let Some(scaling) = c.rope_scaling {
-                let mut rope = serde_json::to_value(scaling).expect("RoPE scaling serializes");
-                rope["rope_theta"] = json!(c.rope_theta);
-                config["rope_parameters"] = rope.clone();
-                config["rope_scaling"] = rope;
+            if c.rope_freq_factors.is_some() {
+                return Err(format_err(
+                    "this model's RoPE comes as llama.cpp's per-frequency factors (rope_freqs), which a Hugging Face \
+                     config cannot state; export the LoRA adapter instead and apply it to the original checkpoint",
+                ));
             }
-            config
+            if c.arch == Arch::Gemma3 {
+                gemma3_json(c)
+            } else {
+                let qwen = c.qkv_bias && !c.o_bias && !c.qk_norm;
+                let mut config = json!({
+                    "architectures": [if c.qk_norm { "Qwen3ForCausalLM" } else if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+                    "model_type": if c.qk_norm { "qwen3" } else if qwen { "qwen2" } else { "llama" },
+                    "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
+                    "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": hd,
+                    "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
+                    "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
+                    "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
+                });
+                if let Some(scaling) = c.rope_scaling {
+                    let mut rope = serde_json::to_value(scaling).expect("RoPE scaling serializes");
+                    rope["rope_theta"] = json!(c.rope_theta);
+                    config["rope_parameters"] = rope.clone();
+                    config["rope_scaling"] = rope;
+                }
+                config
+            }
         }
         Arch::Gpt2 => {
             let bias = |b: &Option<Vec<f32>>| b.clone().unwrap_or_default();
@@ -567,6 +685,33 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
     // trained weights in IndexedDB this way).
     let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("config".to_string(), config.clone())]);
     Ok((config, write_safetensors(out, Some(meta))?))
+}
+
+fn gemma3_json(c: &ModelConfig) -> Value {
+    let sliding = c.sliding.as_ref();
+    let mut full = match c.rope_scaling {
+        Some(s) => serde_json::to_value(s).expect("RoPE scaling serializes"),
+        None => json!({"rope_type": "default"}),
+    };
+    full["rope_theta"] = json!(c.rope_theta);
+    let layer_types: Vec<&str> =
+        (0..c.n_layers).map(|i| if c.is_sliding(i) { "sliding_attention" } else { "full_attention" }).collect();
+    json!({
+        "architectures": [GEMMA3_ARCH], "model_type": "gemma3_text",
+        "hidden_size": c.dim, "intermediate_size": c.hidden_dim, "num_hidden_layers": c.n_layers,
+        "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": c.head_dim(),
+        "vocab_size": c.vocab_size, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
+        "tie_word_embeddings": c.tied_embeddings, "hidden_activation": "gelu_pytorch_tanh",
+        "attention_bias": c.qkv_bias, "query_pre_attn_scalar": c.query_pre_attn_scalar.map(|x| if x.fract() == 0.0 { json!(x as u64) } else { json!(x) }),
+        "sliding_window": sliding.map(|s| s.window).filter(|&w| w != usize::MAX),
+        "layer_types": layer_types,
+        "rope_parameters": {
+            "full_attention": full,
+            "sliding_attention": {"rope_type": "default", "rope_theta": sliding.map_or(10_000.0, |s| s.rope_theta)},
+        },
+        "final_logit_softcapping": c.final_logit_softcapping,
+        "torch_dtype": "float32",
+    })
 }
 
 /// The `config.json` stored in the metadata of a file [`save`] wrote.

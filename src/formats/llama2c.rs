@@ -106,9 +106,7 @@ pub fn load(bytes: &[u8]) -> Result<ModelWeights> {
         arch: Arch::Llama,
         qkv_bias: false,
         o_bias: false,
-        head_dim: None,
-        rope_scaling: None,
-        qk_norm: false,
+        ..Default::default()
     };
     let weights =
         ModelWeights { config, tok_emb, pos_emb: None, layers: layer_weights, norm, norm_bias: None, lm_head };

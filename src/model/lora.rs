@@ -166,7 +166,7 @@ impl Model {
     /// fused Conv1D projections are not supported (full fine-tuning works for it).
     pub fn with_lora(self, cfg: &LoraConfig, seed: u64, device: &Device) -> Result<Self> {
         let targets = cfg.peft_targets()?;
-        if self.config().arch != Arch::Llama {
+        if self.config().arch == Arch::Gpt2 {
             return Err(config_err(
                 "LoRA is available for Llama-family models; train GPT-2 models with full fine-tuning",
             ));

@@ -7,4 +7,4 @@ mod weights;
 
 pub use lora::{HostAdapter, LoraConfig, TARGETS as LORA_TARGETS};
 pub use transformer::{KvCache, Model, token_ids};
-pub use weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, transpose};
+pub use weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, RopeScaling, SlidingWindow, transpose};

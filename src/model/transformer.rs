@@ -1,13 +1,15 @@
 //! The decoder in burn, readable in one sitting (after llama2.c's `run.c`). Model family:
 //! RMSNorm → GQA attention with RoPE → RMSNorm → SwiGLU, then a final RMSNorm and the classifier.
-//! GPT-2 is the same skeleton with LayerNorm, learned positions and a GELU MLP.
+//! GPT-2 is the same skeleton with LayerNorm, learned positions and a GELU MLP; Gemma 3 adds
+//! norms after attention and MLP, a GeGLU MLP, scaled embeddings, soft-capping and
+//! sliding-window layers.
 //! One forward serves batched training (right-padded `[B, T]` with lengths) and incremental
 //! generation (a KV cache of the positions seen so far).
 //! Long on purpose: the whole model in one file, like `run.c`, so it can be read top to bottom.
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, RmsNorm};
-use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::activation::{gelu_approximate, silu, softmax, tanh};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::lora::Proj;
@@ -53,14 +55,21 @@ pub struct FeedForward {
     pub(crate) w1: Option<Proj>,
     pub(crate) w2: Proj,
     pub(crate) w3: Proj,
+    /// The gate's activation is GELU (tanh) instead of SiLU: Gemma's GeGLU.
+    gelu_gate: bool,
 }
 
 #[derive(Module, Debug)]
 pub struct Block {
     attn_norm: Norm,
     pub(crate) attn: Attention,
+    /// Gemma 3's norms on the attention and MLP outputs, before each residual add.
+    post_attn_norm: Option<Norm>,
     ffn_norm: Norm,
     pub(crate) ffn: FeedForward,
+    post_ffn_norm: Option<Norm>,
+    /// Attends through the sliding window (its own mask and RoPE).
+    sliding: bool,
 }
 
 #[derive(Module, Debug)]
@@ -74,9 +83,18 @@ pub struct Model {
     lm_head: Option<Linear>,
     #[module(skip)]
     config: ModelConfig,
-    /// cos/sin of every position's RoPE angles, computed once per model (`None` for GPT-2).
+    /// cos/sin of every position's RoPE angles, computed once per model (`None` for GPT-2), and
+    /// of the sliding-window layers' own RoPE (Gemma 3).
     #[module(skip)]
     rope_table: Option<std::sync::Arc<RopeTable>>,
+    #[module(skip)]
+    local_rope_table: Option<std::sync::Arc<RopeTable>>,
+}
+
+/// Attention masks of one forward call: every layer's, and the sliding-window layers'.
+struct Masks {
+    global: Tensor<4, Bool>,
+    local: Option<Tensor<4, Bool>>,
 }
 
 /// One layer's cached keys and values, `[B, KV heads, T, head]` each (`None` before the first call).
@@ -119,12 +137,12 @@ struct RopeTable {
     cos: Vec<f32>,
     sin: Vec<f32>,
     half: usize,
+    freqs: Vec<f64>,
 }
 
 impl RopeTable {
-    fn new(c: &ModelConfig) -> Self {
+    fn new(c: &ModelConfig, freqs: Vec<f64>) -> Self {
         let half = c.head_dim() / 2;
-        let freqs = c.rope_freqs();
         let n = c.max_seq_len.min(8192);
         let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
         for pos in 0..n {
@@ -134,20 +152,20 @@ impl RopeTable {
                 sin.push(s as f32);
             }
         }
-        Self { cos, sin, half }
+        Self { cos, sin, half, freqs }
     }
 }
 
 impl Rope {
     fn new(c: &ModelConfig, table: &RopeTable, start: usize, len: usize, device: &Device) -> Self {
         let (half, hd) = (table.half, c.head_dim());
-        let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        let scale = c.attn_scale() as f32;
         // Which pair (angle index) head element i belongs to, and its partner element.
         let (pair, partner): (fn(usize, usize) -> usize, fn(usize, usize) -> usize) = match c.rope_layout {
             RopeLayout::Adjacent => (|i, _| i / 2, |i, _| i ^ 1),
             RopeLayout::RotateHalf => (|i, h| i % h, |i, h| (i + h) % (2 * h)),
         };
-        let freqs = c.rope_freqs();
+        let freqs = &table.freqs;
         let angle = |v: &[f32], trig: fn(f64) -> f64, pos: usize, j: usize| match v.get(pos * half + j) {
             Some(&x) => x,
             // Positions past the table (long contexts, generation beyond it) are computed here.
@@ -247,6 +265,9 @@ impl Attention {
 impl FeedForward {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.w1 {
+            Some(gate) if self.gelu_gate => {
+                self.w2.forward(gelu_approximate(gate.forward(x.clone())) * self.w3.forward(x))
+            }
             Some(gate) => self.w2.forward(silu(gate.forward(x.clone())) * self.w3.forward(x)),
             // GPT-2's gelu_new is the tanh approximation.
             None => self.w2.forward(gelu_approximate(self.w3.forward(x))),
@@ -262,8 +283,12 @@ impl Block {
         mask: Tensor<4, Bool>,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.attn_norm.forward(x), rope, mask, cache);
-        x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
+        let post = |n: &Option<Norm>, y: Tensor<3>| match n {
+            Some(n) => n.forward(y),
+            None => y,
+        };
+        let x = x.clone() + post(&self.post_attn_norm, self.attn.forward(self.attn_norm.forward(x), rope, mask, cache));
+        x.clone() + post(&self.post_ffn_norm, self.ffn.forward(self.ffn_norm.forward(x)))
     }
 }
 
@@ -293,7 +318,7 @@ fn proj(w: &[f32], bias: Option<&Vec<f32>>, out: usize, inp: usize, device: &Dev
 
 fn norm(c: &ModelConfig, w: &[f32], bias: Option<&Vec<f32>>, device: &Device) -> Norm {
     match c.arch {
-        Arch::Llama => Norm::Rms(RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
+        Arch::Llama | Arch::Gemma3 => Norm::Rms(RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
         Arch::Gpt2 => {
             let mut n = LayerNormConfig::new(w.len()).with_epsilon(c.norm_eps).init(device);
             n.gamma = vector(w, device);
@@ -333,7 +358,8 @@ impl Model {
         let blocks = w
             .layers
             .iter()
-            .map(|l| Block {
+            .enumerate()
+            .map(|(i, l)| Block {
                 attn_norm: norm(c, &l.attn_norm, l.attn_norm_bias.as_ref(), device),
                 attn: Attention {
                     wq: proj(&l.wq, l.bq.as_ref(), q, d, device),
@@ -346,12 +372,16 @@ impl Model {
                     n_kv_heads: c.n_kv_heads,
                     head_dim: c.head_dim(),
                 },
+                post_attn_norm: l.post_attn_norm.as_ref().map(|w| norm(c, w, None, device)),
                 ffn_norm: norm(c, &l.ffn_norm, l.ffn_norm_bias.as_ref(), device),
                 ffn: FeedForward {
-                    w1: (c.arch == Arch::Llama).then(|| proj(&l.w1, None, h, d, device)),
+                    w1: c.gated().then(|| proj(&l.w1, None, h, d, device)),
                     w2: proj(&l.w2, l.b2.as_ref(), d, h, device),
                     w3: proj(&l.w3, l.b3.as_ref(), h, d, device),
+                    gelu_gate: c.arch == Arch::Gemma3,
                 },
+                post_ffn_norm: l.post_ffn_norm.as_ref().map(|w| norm(c, w, None, device)),
+                sliding: c.is_sliding(i),
             })
             .collect();
         Model {
@@ -361,7 +391,8 @@ impl Model {
             norm: norm(c, &w.norm, w.norm_bias.as_ref(), device),
             lm_head: w.lm_head.as_ref().map(|head| linear(head, None, c.vocab_size, d, device)),
             config: c.clone(),
-            rope_table: w.pos_emb.is_none().then(|| std::sync::Arc::new(RopeTable::new(c))),
+            rope_table: w.pos_emb.is_none().then(|| std::sync::Arc::new(RopeTable::new(c, c.rope_freqs()))),
+            local_rope_table: c.local_rope_freqs().map(|f| std::sync::Arc::new(RopeTable::new(c, f))),
         }
     }
 
@@ -391,6 +422,14 @@ impl Model {
                 Some(n) => Some(read_f32(n.gamma.val()).await?),
                 None => None,
             };
+            let post_attn_norm = match &b.post_attn_norm {
+                Some(n) => Some(read_norm(n).await?.0),
+                None => None,
+            };
+            let post_ffn_norm = match &b.post_ffn_norm {
+                Some(n) => Some(read_norm(n).await?.0),
+                None => None,
+            };
             layers.push(LayerWeights {
                 attn_norm,
                 attn_norm_bias,
@@ -411,6 +450,8 @@ impl Model {
                 b3,
                 q_norm,
                 k_norm,
+                post_attn_norm,
+                post_ffn_norm,
             });
         }
         let lm_head = match &self.lm_head {
@@ -452,71 +493,82 @@ impl Model {
     /// callers that need a few positions' logits classify only those (`classify`).
     pub fn hidden(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Tensor<3> {
         let [b, t] = ids.dims();
-        let device = ids.device();
-        let mut mask = Vec::with_capacity(b * t * t);
-        for &len in lengths {
-            for q in 0..t {
-                mask.extend((0..t).map(|k| k > q || k >= len));
+        let masks = self.masks(b, t, 0, lengths, &ids.device());
+        self.run(ids, 0, masks, None)
+    }
+
+    /// The attention masks (`true` = hidden) of `t` queries from position `start` over all keys
+    /// so far: causal and padding for every layer, plus the window for sliding layers.
+    fn masks(&self, b: usize, t: usize, start: usize, lengths: &[usize], device: &Device) -> Masks {
+        let tk = start + t;
+        let build = |window: Option<usize>| {
+            let mut mask = Vec::with_capacity(b * t * tk);
+            for row in 0..b {
+                let len = lengths.get(row).copied().unwrap_or(tk);
+                for q in start..tk {
+                    mask.extend((0..tk).map(|k| k > q || k >= len || window.is_some_and(|w| q - k >= w)));
+                }
             }
-        }
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, t]), &device);
-        self.run(ids, 0, mask, None)
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, tk]), device)
+        };
+        Masks { global: build(None), local: self.config.sliding.as_ref().map(|s| build(Some(s.window))) }
     }
 
     /// Logits `[N, V]` of hidden states `[N, dim]`.
     pub fn classify(&self, x: Tensor<2>) -> Tensor<2> {
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => head.forward(x),
             None => x.matmul(self.tok_emb.val().transpose()),
+        };
+        match self.config.final_logit_softcapping {
+            Some(cap) => tanh(logits.div_scalar(cap)).mul_scalar(cap),
+            None => logits,
         }
     }
 
     /// Logits `[B, T, V]` for `ids` that continue the sequences in `cache` (all rows same length).
     pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
         let [b, t] = ids.dims();
-        let device = ids.device();
         let start = cache.len;
-        let tk = start + t;
-        let mut mask = Vec::with_capacity(b * t * tk);
-        for _ in 0..b {
-            for q in 0..t {
-                mask.extend((0..tk).map(|k| k > start + q));
-            }
-        }
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, tk]), &device);
+        let masks = self.masks(b, t, start, &[], &ids.device());
         if cache.layers.is_empty() {
             cache.layers = (0..self.blocks.len()).map(|_| None).collect();
         }
-        let x = self.run(ids, start, mask, Some(&mut cache.layers));
-        cache.len = tk;
+        let x = self.run(ids, start, masks, Some(&mut cache.layers));
+        cache.len = start + t;
         self.classify(x.reshape([b * t, self.config.dim])).reshape([b, t, self.config.vocab_size])
     }
 
-    fn run(
-        &self,
-        ids: Tensor<2, Int>,
-        start: usize,
-        mask: Tensor<4, Bool>,
-        mut cache: Option<&mut Vec<LayerKv>>,
-    ) -> Tensor<3> {
+    fn run(&self, ids: Tensor<2, Int>, start: usize, masks: Masks, mut cache: Option<&mut Vec<LayerKv>>) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
-        let d = self.config.dim;
+        let c = &self.config;
         let emb = self.tok_emb.val();
-        let mut x = emb.select(0, ids.reshape([b * t])).reshape([b, t, d]);
+        let mut x = emb.select(0, ids.reshape([b * t])).reshape([b, t, c.dim]);
+        if c.arch == Arch::Gemma3 {
+            // Gemma scales the embeddings (not the tied classifier) by √hidden, rounded to f32.
+            x = x.mul_scalar((c.dim as f64).sqrt() as f32);
+        }
+        let rope_of = |table: &Option<std::sync::Arc<RopeTable>>, freqs: fn(&ModelConfig) -> Vec<f64>| match table {
+            Some(table) => Rope::new(c, table, start, t, &device),
+            None => Rope::new(c, &RopeTable::new(c, freqs(c)), start, t, &device),
+        };
         let rope = match &self.pos_emb {
             Some(pos) => {
                 x = x + pos.val().narrow(0, start, t).unsqueeze::<3>();
                 None
             }
-            None => Some(match &self.rope_table {
-                Some(table) => Rope::new(&self.config, table, start, t, &device),
-                None => Rope::new(&self.config, &RopeTable::new(&self.config), start, t, &device),
-            }),
+            None => Some(rope_of(&self.rope_table, ModelConfig::rope_freqs)),
         };
+        let local_rope = (rope.is_some() && c.sliding.is_some())
+            .then(|| rope_of(&self.local_rope_table, |c| c.local_rope_freqs().unwrap_or_default()));
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c[i]);
-            x = block.forward(x, rope.as_ref(), mask.clone(), slot);
+            let (rope, mask) = match (&local_rope, &masks.local) {
+                (Some(r), Some(m)) if block.sliding => (Some(r), m.clone()),
+                _ => (rope.as_ref(), masks.global.clone()),
+            };
+            x = block.forward(x, rope, mask, slot);
         }
         self.norm.forward(x)
     }

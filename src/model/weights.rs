@@ -5,9 +5,10 @@ use crate::error::format_err;
 
 /// How RoPE pairs the dimensions of a head. llama2.c and GGUF store Q/K for adjacent pairs
 /// `(2i, 2i+1)`; Hugging Face checkpoints use "rotate half" pairs `(i, i + h/2)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RopeLayout {
     Adjacent,
+    #[default]
     RotateHalf,
 }
 
@@ -52,9 +53,23 @@ pub enum Arch {
     Llama,
     /// GPT-2: learned positions, LayerNorm with bias, gelu_new, biases everywhere.
     Gpt2,
+    /// Gemma 3 text: the Llama skeleton with embeddings scaled by √hidden, a GeGLU (tanh) MLP,
+    /// q/k norms, a norm after attention and after the MLP too ("sandwich"), and sliding-window
+    /// attention on most layers. Its RMSNorm multiplies by `1 + w`: the loaders store `1 + w`
+    /// (as llama.cpp's GGUF files do), so the forward pass is a plain RMSNorm.
+    Gemma3,
 }
 
+/// Sliding-window attention (Gemma 3): on the layers marked `true`, a query sees only the last
+/// `window` positions (itself included), with RoPE of base `rope_theta` and no scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlidingWindow {
+    pub window: usize,
+    pub rope_theta: f64,
+    pub layers: Vec<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ModelConfig {
     #[serde(default)]
     pub arch: Arch,
@@ -84,6 +99,19 @@ pub struct ModelConfig {
     /// Qwen3: an RMSNorm over each head's queries and keys (weights `[head_dim]`) before RoPE.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub qk_norm: bool,
+    /// llama.cpp's `rope_freqs` tensor (Llama 3.x GGUF files): each pair's frequency is divided
+    /// by its factor. Another spelling of `rope_scaling` (never both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_factors: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding: Option<SlidingWindow>,
+    /// Gemma: attention scores scale by `query_pre_attn_scalar^-1/2` instead of `head_dim^-1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// `cap · tanh(logit / cap)` on the final logits, where set. (Gemma 3's config also has
+    /// `attn_logit_softcapping`, which transformers' and llama.cpp's Gemma 3 never apply.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcapping: Option<f64>,
 }
 
 /// Bounds no real small-to-mid model comes near; they turn a garbage header into an error before
@@ -104,9 +132,31 @@ impl ModelConfig {
         (0..self.head_dim() / 2)
             .map(|j| {
                 let f = 1.0 / self.rope_theta.powf((2 * j) as f64 / hd);
-                self.rope_scaling.map_or(f, |s| s.apply(f))
+                let f = self.rope_scaling.map_or(f, |s| s.apply(f));
+                match &self.rope_freq_factors {
+                    Some(div) => f / div[j] as f64,
+                    None => f,
+                }
             })
             .collect()
+    }
+    /// The frequencies of the sliding-window layers' RoPE (their own base, never scaled).
+    pub fn local_rope_freqs(&self) -> Option<Vec<f64>> {
+        let s = self.sliding.as_ref()?;
+        let hd = self.head_dim() as f64;
+        Some((0..self.head_dim() / 2).map(|j| 1.0 / s.rope_theta.powf((2 * j) as f64 / hd)).collect())
+    }
+    /// Whether layer `i` attends through the sliding window.
+    pub fn is_sliding(&self, i: usize) -> bool {
+        self.sliding.as_ref().is_some_and(|s| s.layers.get(i).copied().unwrap_or(false))
+    }
+    /// The attention's score scale.
+    pub fn attn_scale(&self) -> f64 {
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim() as f64).sqrt()
+    }
+    /// The MLP has a gate (SwiGLU / GeGLU): every family but GPT-2.
+    pub fn gated(&self) -> bool {
+        self.arch != Arch::Gpt2
     }
     /// Width of the attention's query side (`n_heads * head_dim`; equals `dim` unless `head_dim` is set).
     pub fn q_dim(&self) -> usize {
@@ -120,9 +170,12 @@ impl ModelConfig {
         // Counted in u128, so that no header, however wrong, can overflow the sum.
         let n = |x: usize| x as u128;
         let (d, h, q, kv, v) = (n(self.dim), n(self.hidden_dim), n(self.q_dim()), n(self.kv_dim()), n(self.vocab_size));
+        let hd = n(self.head_dim());
         let (per_layer, extra) = match self.arch {
-            Arch::Llama => (
+            Arch::Llama | Arch::Gemma3 => (
                 2 * d
+                    + if self.arch == Arch::Gemma3 { 2 * d } else { 0 }
+                    + if self.qk_norm { 2 * hd } else { 0 }
                     + 2 * q * d
                     + 2 * kv * d
                     + 3 * h * d
@@ -170,14 +223,43 @@ impl ModelConfig {
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.arch == Arch::Llama && self.head_dim() % 2 != 0 {
+        if self.arch != Arch::Gpt2 && self.head_dim() % 2 != 0 {
             return bad(format!("head size {} is odd; RoPE rotates pairs of dimensions", self.head_dim()));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
             return bad(format!("norm epsilon {} is not a finite number >= 0", self.norm_eps));
         }
-        if self.arch == Arch::Llama && !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+        if self.arch != Arch::Gpt2 && !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return bad(format!("rope_theta {} is not a finite number > 0", self.rope_theta));
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim() / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                return bad(format!(
+                    "rope_freqs has {} factors (need {} finite numbers > 0, one per rotated pair)",
+                    f.len(),
+                    self.head_dim() / 2
+                ));
+            }
+        }
+        if let Some(s) = &self.sliding {
+            if s.window == 0 || s.layers.len() != self.n_layers || !(s.rope_theta.is_finite() && s.rope_theta > 0.0) {
+                return bad(format!(
+                    "sliding window {} over {} layer types (model has {} layers), local rope_theta {}: \
+                     need a window >= 1, one type per layer and a finite base > 0",
+                    s.window,
+                    s.layers.len(),
+                    self.n_layers,
+                    s.rope_theta
+                ));
+            }
+        }
+        for (name, v) in [
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("final_logit_softcapping", self.final_logit_softcapping),
+        ] {
+            if v.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
+                return bad(format!("{name} = {} is not a finite number > 0", v.unwrap()));
+            }
         }
         Ok(())
     }
@@ -210,6 +292,9 @@ pub struct LayerWeights {
     /// Qwen3's per-head query and key norms (`[head_dim]`), with `ModelConfig::qk_norm`.
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
+    /// Gemma 3's norms on the attention output and on the MLP output (`[dim]`).
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 impl LayerWeights {
@@ -272,7 +357,7 @@ impl ModelWeights {
                 ("wv", l.wv.len(), kv * d),
                 ("wo", l.wo.len(), d * q),
                 ("ffn_norm", l.ffn_norm.len(), d),
-                ("w1", l.w1.len(), if gpt2 { 0 } else { h * d }),
+                ("w1", l.w1.len(), if c.gated() { h * d } else { 0 }),
                 ("w2", l.w2.len(), d * h),
                 ("w3", l.w3.len(), h * d),
             ] {
@@ -289,6 +374,8 @@ impl ModelWeights {
                 ("b3", &l.b3, h, gpt2),
                 ("q_norm", &l.q_norm, self.config.head_dim(), c.qk_norm),
                 ("k_norm", &l.k_norm, self.config.head_dim(), c.qk_norm),
+                ("post_attn_norm", &l.post_attn_norm, d, c.arch == Arch::Gemma3),
+                ("post_ffn_norm", &l.post_ffn_norm, d, c.arch == Arch::Gemma3),
             ] {
                 opt(format!("layers.{i}.{name}"), got, want, required)?;
             }

@@ -1,5 +1,6 @@
 //! The differential test over a family of random configurations: 24 tiny Llama / Qwen2 / GPT-2
-//! (plus Llama with RoPE scaling, `llama3` and `linear`, and Qwen3: tests/reference/rope_configs.py)
+//! (plus Llama with RoPE scaling, `llama3` and `linear`, and Qwen3: tests/reference/rope_configs.py;
+//! Gemma 3 with sliding windows, soft-capping and its sandwich norms: tests/reference/gemma3_configs.py)
 //! models that transformers saved (tests/reference/random_configs.py: hidden 32..128, head_dim
 //! 8..64 also != hidden/heads, GQA 1/2/4, vocab 257..1024, tied/untied, random norms and biases,
 //! rope_theta 1e4/1e6, F32/F16/BF16 files). Each is opened from a folder with the clutter real
@@ -236,11 +237,12 @@ fn cluttered_folder_reads_only_the_model_weights() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Qwen3 and RoPE-scaled models write back as Hugging Face folders that read as the same model
-/// (q/k norms and `rope_parameters` included), and train with LoRA.
+/// Qwen3, Gemma 3 and RoPE-scaled models write back as Hugging Face folders that read as the same
+/// model (q/k norms, Gemma's `1 + w` norms, layer types and `rope_parameters` included), and train
+/// with LoRA.
 #[test]
 fn new_architectures_round_trip_and_train_with_lora() {
-    for name in ["qwen3_05", "qwen3_08", "rope_llama3_00", "rope_linear_03"] {
+    for name in ["qwen3_05", "qwen3_08", "rope_llama3_00", "rope_linear_03", "gemma3_02", "gemma3_04"] {
         let (bundle, _) = open(name, "roundtrip");
         let (config, tensors) = kto_studio::formats::hf::save(&bundle.weights).unwrap();
         let back =
@@ -270,5 +272,31 @@ fn new_architectures_round_trip_and_train_with_lora() {
         let mut trainer = kto_studio::kto::Trainer::new(&bundle.weights, &cpu(), cfg).unwrap();
         let m = block(trainer.step(&data)).unwrap();
         assert!(m.loss.is_finite() && m.grad_norm.unwrap() > 0.0, "{name}: {m:?}");
+    }
+}
+
+/// The same models as llama.cpp's converter writes them to GGUF (tests/reference/family_gguf.py:
+/// Llama Q/K permuted, Llama 3 scaling as the `rope_freqs` tensor, linear scaling as metadata, Gemma
+/// 3's `1 + w` norms, layer types and local RoPE base as keys) give transformers' logits too.
+#[test]
+fn family_gguf_files_match_transformers() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gguf/family");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let device = cpu();
+    for path in files {
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let g = golden(&name);
+        let bundle = ModelBundle::from_gguf(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let c = &bundle.weights.config;
+        if name.starts_with("rope_llama3") {
+            assert!(c.rope_freq_factors.is_some() && c.rope_scaling.is_none(), "{name}: {c:?}");
+            let err = hf::save(&bundle.weights).unwrap_err().to_string();
+            assert!(err.contains("rope_freqs") && err.contains("adapter"), "{err}");
+        }
+        let model = Model::from_weights(&bundle.weights, &device);
+        check_padded(&name, &model, &g, &device, "cpu gguf");
+        check_cached(&name, &model, &g, &device, "cpu gguf", &[1, 4]);
     }
 }

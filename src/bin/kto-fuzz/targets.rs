@@ -57,10 +57,17 @@ impl Corpus {
             ("stories260K.bin".to_string(), read(&builtin.join("stories260K.bin"))),
             ("tok512.bin".to_string(), read(&builtin.join("tok512.bin"))),
         ]];
-        let gguf = ["spm_tiny.gguf", "quant_types.gguf", "kquant_types.gguf"]
-            .iter()
-            .map(|n| vec![(n.to_string(), read(&golden.join("gguf").join(n)))])
-            .collect();
+        let gguf = [
+            "spm_tiny.gguf",
+            "quant_types.gguf",
+            "kquant_types.gguf",
+            "family/gemma3_02.gguf",
+            "family/rope_llama3_01.gguf",
+            "family/qwen3_06.gguf",
+        ]
+        .iter()
+        .map(|n| vec![(n.to_string(), read(&golden.join("gguf").join(n)))])
+        .collect();
         let hf_names = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
         let hf_dirs: Vec<PathBuf> = [
             "trl/llama",
@@ -70,6 +77,7 @@ impl Corpus {
             "family/gpt2_04",
             "family/qwen3_05",
             "family/rope_llama3_00",
+            "family/gemma3_04",
         ]
         .iter()
         .map(|d| golden.join(d))
