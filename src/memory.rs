@@ -27,20 +27,12 @@ const F32: u64 = 4;
 /// `seq_len`: the longest batch row the run will see (at most `max_length`).
 pub fn estimate(c: &ModelConfig, cfg: &TrainConfig, seq_len: usize) -> MemoryEstimate {
     let params = c.num_params() as u64;
-    let (d, h, q, kv, v) =
-        (c.dim as u64, c.hidden_dim as u64, c.q_dim() as u64, c.kv_dim() as u64, c.vocab_size as u64);
+    let (d, h, v) = (c.dim as u64, c.hidden_dim as u64, c.vocab_size as u64);
     let trainable = match &cfg.lora {
         Some(l) => {
-            let targets = l.peft_targets().unwrap_or_default();
+            let targets = l.modules(c.arch).unwrap_or_default();
             let r = l.rank as u64;
-            let per_layer: u64 = targets
-                .iter()
-                .map(|t| match *t {
-                    "q_proj" | "o_proj" => r * (d + q),
-                    "k_proj" | "v_proj" => r * (d + kv),
-                    _ => r * (d + h),
-                })
-                .sum();
+            let per_layer: u64 = targets.iter().filter_map(|t| c.proj_dims(t)).map(|(i, o)| r * (i + o) as u64).sum();
             per_layer * c.n_layers as u64
         }
         None => params,

@@ -59,8 +59,6 @@ pub struct ModelInfo {
     pub eos_text: String,
     /// It has a chat template (an instruct model).
     pub chat: bool,
-    /// LoRA is available (Llama-family models).
-    pub lora: bool,
 }
 
 /// The rows of a run as the trainer will see them.
@@ -214,7 +212,6 @@ impl Session {
             parameters: c.num_params(),
             eos_text: bundle.tokenizer.eos_text().to_string(),
             chat: bundle.tokenizer.chat_template().is_some(),
-            lora: c.arch != crate::model::Arch::Gpt2,
         };
         self.with(|s| {
             Self::idle(s, "loading a model")?;

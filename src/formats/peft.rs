@@ -1,16 +1,39 @@
 //! PEFT LoRA adapters: `adapter_config.json` + `adapter_model.safetensors` with PEFT's tensor
 //! names (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`, `[r, in]`;
-//! `lora_B.weight`, `[out, r]`), loadable with `peft.PeftModel.from_pretrained`.
+//! `lora_B.weight`, `[out, r]`; GPT-2: `base_model.model.transformer.h.{i}.attn.c_attn...` with
+//! `fan_in_fan_out`, as PEFT adapts its Conv1D layers), loadable with `peft.PeftModel.from_pretrained`.
 
 use serde_json::{Value, json};
 
 use super::hf::{TensorMap, permute_rows, write_safetensors};
 use crate::Result;
 use crate::error::format_err;
-use crate::model::{HostAdapter, LoraConfig, ModelConfig, RopeLayout};
+use crate::model::{Arch, HostAdapter, LoraConfig, ModelConfig, RopeLayout};
 
-fn module_path(target: &str) -> &'static str {
-    if ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&target) { "self_attn" } else { "mlp" }
+/// The tensor-name prefix of layer `i`'s module `target` (a `Model::projs` name).
+fn module_path(c: &ModelConfig, i: usize, target: &str) -> String {
+    match (c.arch, target) {
+        (Arch::Gpt2, "c_attn") => format!("base_model.model.transformer.h.{i}.attn.c_attn"),
+        (Arch::Gpt2, "c_fc") => format!("base_model.model.transformer.h.{i}.mlp.c_fc"),
+        (Arch::Gpt2, t) => format!("base_model.model.transformer.h.{i}.{t}"),
+        (_, t) if ["q_proj", "k_proj", "v_proj", "o_proj"].contains(&t) => {
+            format!("base_model.model.model.layers.{i}.self_attn.{t}")
+        }
+        (_, t) => format!("base_model.model.model.layers.{i}.mlp.{t}"),
+    }
+}
+
+/// The layer and `Model::projs` name of a tensor-name prefix (inverse of [`module_path`]).
+fn parse_module(c: &ModelConfig, prefix: &str) -> Option<(usize, String)> {
+    let rest = prefix.split(".layers.").nth(1).or_else(|| prefix.split(".h.").nth(1))?;
+    let (layer, path) = rest.split_once('.')?;
+    let parts: Vec<&str> = path.split('.').collect();
+    let target = match (c.arch, parts.as_slice()) {
+        (Arch::Gpt2, [.., parent, "c_proj"]) => format!("{parent}.c_proj"),
+        (_, [.., last]) => last.to_string(),
+        _ => return None,
+    };
+    Some((layer.parse().ok()?, target))
 }
 
 /// Q and K adapters of a model in llama.cpp's adjacent RoPE layout have their output rows in that
@@ -34,10 +57,10 @@ pub fn save(
     model: &ModelConfig,
     base_name: &str,
 ) -> Result<(String, Vec<u8>)> {
-    let targets = lora.peft_targets()?;
+    let targets = lora.modules(model.arch)?;
     let mut tensors = Vec::new();
     for h in adapters {
-        let p = format!("base_model.model.model.layers.{}.{}.{}", h.layer, module_path(&h.target), h.target);
+        let p = module_path(model, h.layer, &h.target);
         tensors.push((format!("{p}.lora_A.weight"), vec![h.rank, h.d_in], h.a.clone()));
         tensors.push((format!("{p}.lora_B.weight"), vec![h.d_out, h.rank], convert_b(h, model, true)));
     }
@@ -50,7 +73,8 @@ pub fn save(
         "lora_dropout": lora.dropout,
         "target_modules": targets,
         "bias": "none",
-        "fan_in_fan_out": false,
+        // GPT-2's Conv1D layers store weights [in, out]: PEFT adapts them with fan_in_fan_out.
+        "fan_in_fan_out": model.arch == Arch::Gpt2,
         "inference_mode": true,
         "use_rslora": false,
         "use_dora": false,
@@ -81,8 +105,11 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
         return Err(format_err("adapter_config.json is not a LoRA adapter (peft_type must be \"LORA\")"));
     }
     for flag in ["use_dora", "use_rslora", "fan_in_fan_out"] {
-        if cfg.get(flag).and_then(Value::as_bool) == Some(true) {
-            return Err(format_err(format!("adapters with {flag} = true are not supported")));
+        // fan_in_fan_out is how PEFT adapts GPT-2's Conv1D layers (it sets it itself for them).
+        if cfg.get(flag).and_then(Value::as_bool) == Some(true)
+            && !(flag == "fan_in_fan_out" && model.arch == Arch::Gpt2)
+        {
+            return Err(format_err(format!("adapters with {flag} = true are not supported for this model")));
         }
     }
     let rank = cfg.get("r").and_then(Value::as_u64).ok_or_else(|| format_err("adapter_config.json has no r"))? as usize;
@@ -99,7 +126,7 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
         dropout: cfg.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
         targets,
     };
-    let allowed = lora.peft_targets()?;
+    let allowed = lora.modules(model.arch)?;
     // Huge ranks would make every factor a huge allocation; nothing trained on a device has one.
     if rank > 4096 {
         return Err(format_err(format!("adapter rank r = {rank} is implausible (at most 4096)")));
@@ -108,14 +135,8 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
     let mut out = Vec::new();
     for name in t.names() {
         let Some(prefix) = name.strip_suffix(".lora_A.weight") else { continue };
-        let rest =
-            prefix.split(".layers.").nth(1).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
-        let mut parts = rest.split('.');
-        let layer: usize = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
-        let target = parts.last().unwrap_or_default().to_string();
+        let (layer, target) =
+            parse_module(model, prefix).ok_or_else(|| format_err(format!("unexpected adapter tensor {name}")))?;
         if !allowed.contains(&target.as_str()) {
             return Err(format_err(format!(
                 "adapter tensor {name} adapts {target}, which adapter_config.json's target_modules ({}) does not list: \
@@ -130,19 +151,9 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &ModelConfig) -> Resu
                 "adapter tensors of {prefix} have shapes {a_shape:?} / {b_shape:?}, not [r, in] / [out, r] with r = {rank}"
             )));
         }
-        let (d, h, q, kv) = (model.dim, model.hidden_dim, model.q_dim(), model.kv_dim());
-        let want = match target.as_str() {
-            "q_proj" => (d, q),
-            "o_proj" => (q, d),
-            "k_proj" | "v_proj" => (d, kv),
-            "gate_proj" | "up_proj" => (d, h),
-            "down_proj" => (h, d),
-            other => {
-                return Err(format_err(format!(
-                    "adapter tensor {name} targets {other:?}, which is not a Llama projection"
-                )));
-            }
-        };
+        let want = model.proj_dims(&target).ok_or_else(|| {
+            format_err(format!("adapter tensor {name} targets {target:?}, which is not a projection of this model"))
+        })?;
         if layer >= model.n_layers || (a_shape[1], b_shape[0]) != want {
             return Err(format_err(format!(
                 "the adapter for layers.{layer}.{target} is {}x{}, but this model's projection is {}x{} (or it has fewer \

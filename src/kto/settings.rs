@@ -243,7 +243,7 @@ pub fn settings() -> Vec<Setting> {
             "lora_targets",
             "lora-targets",
             "targets",
-            "Projections that get adapters: any of q k v o gate up down.",
+            "Projections that get adapters: any of q k v o gate up down (GPT-2: c_attn c_proj c_fc, or the same letters).",
             None,
             "lora",
             SettingKind::List,

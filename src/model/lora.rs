@@ -19,6 +19,8 @@ use crate::error::config_err;
 
 /// The projections LoRA can adapt, named as PEFT names them in Llama-family checkpoints.
 pub const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+/// GPT-2's, as PEFT module-name suffixes (both `c_proj` are told apart by their parent).
+pub const GPT2_TARGETS: [&str; 4] = ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -28,7 +30,9 @@ pub struct LoraConfig {
     /// PEFT's `lora_dropout`, on the adapter input while training. (TRL's `disable_dropout`,
     /// on by default, sets it to 0; so does our TRL-parity setting.)
     pub dropout: f64,
-    /// Any of `q k v o gate up down` (or PEFT's `q_proj` ... `down_proj`).
+    /// Any of `q k v o gate up down` (or PEFT's `q_proj` ... `down_proj`); for GPT-2 also its own
+    /// `c_attn c_proj c_fc` (the Llama names map onto them: q/k/v → c_attn, o → attn.c_proj,
+    /// up → c_fc, down → mlp.c_proj; gate has no GPT-2 counterpart).
     pub targets: Vec<String>,
 }
 
@@ -39,8 +43,9 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
-    /// The targets in PEFT's spelling, validated.
-    pub fn peft_targets(&self) -> Result<Vec<&'static str>> {
+    /// The projections adapted in a model of `arch`, named as `Model::projs` (and PEFT) names
+    /// them, in the model's order, validated.
+    pub fn modules(&self, arch: Arch) -> Result<Vec<&'static str>> {
         if self.rank == 0 {
             return Err(config_err("LoRA rank must be at least 1"));
         }
@@ -50,15 +55,39 @@ impl LoraConfig {
         if self.targets.is_empty() {
             return Err(config_err("LoRA needs at least one target module (q k v o gate up down)"));
         }
-        self.targets
-            .iter()
-            .map(|t| {
-                let t = t.trim();
-                TARGETS.iter().copied().find(|full| *full == t || full.strip_suffix("_proj") == Some(t)).ok_or_else(
-                    || config_err(format!("unknown LoRA target module {t:?}; use any of q k v o gate up down")),
-                )
-            })
-            .collect()
+        let mut chosen = Vec::new();
+        for t in &self.targets {
+            let t = t.trim();
+            let llama = TARGETS.iter().copied().find(|full| *full == t || full.strip_suffix("_proj") == Some(t));
+            let found: Vec<&'static str> = match (arch, llama) {
+                (Arch::Gpt2, _) => match t {
+                    "c_attn" | "q" | "k" | "v" | "q_proj" | "k_proj" | "v_proj" => vec!["c_attn"],
+                    "c_proj" => vec!["attn.c_proj", "mlp.c_proj"],
+                    "attn.c_proj" | "o" | "o_proj" => vec!["attn.c_proj"],
+                    "c_fc" | "up" | "up_proj" => vec!["c_fc"],
+                    "mlp.c_proj" | "down" | "down_proj" => vec!["mlp.c_proj"],
+                    "gate" | "gate_proj" => vec![],
+                    _ => {
+                        return Err(config_err(format!(
+                            "unknown LoRA target module {t:?} for GPT-2; use any of c_attn c_proj c_fc (or q k v o up down)"
+                        )));
+                    }
+                },
+                (_, Some(full)) => vec![full],
+                (_, None) => {
+                    return Err(config_err(format!(
+                        "unknown LoRA target module {t:?}; use any of q k v o gate up down"
+                    )));
+                }
+            };
+            chosen.extend(found);
+        }
+        let all: &[&'static str] = if arch == Arch::Gpt2 { &GPT2_TARGETS } else { &TARGETS };
+        let modules: Vec<&'static str> = all.iter().copied().filter(|m| chosen.contains(m)).collect();
+        if modules.is_empty() {
+            return Err(config_err("none of the LoRA target modules exists in this model (GPT-2 has no gate)"));
+        }
+        Ok(modules)
     }
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64
@@ -152,7 +181,7 @@ pub fn init_rng(seed: u64) -> StdRng {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostAdapter {
     pub layer: usize,
-    /// PEFT module name: `q_proj` ... `down_proj`
+    /// PEFT module name: `q_proj` ... `down_proj`; GPT-2: `c_attn`, `attn.c_proj`, `c_fc`, `mlp.c_proj`
     pub target: String,
     pub rank: usize,
     pub d_in: usize,
@@ -162,15 +191,10 @@ pub struct HostAdapter {
 }
 
 impl Model {
-    /// Freeze every base weight and attach fresh adapters to the targeted projections. GPT-2's
-    /// fused Conv1D projections are not supported (full fine-tuning works for it).
+    /// Freeze every base weight and attach fresh adapters to the targeted projections (GPT-2's
+    /// fused `c_attn` gets one adapter over q, k and v, as PEFT gives it).
     pub fn with_lora(self, cfg: &LoraConfig, seed: u64, device: &Device) -> Result<Self> {
-        let targets = cfg.peft_targets()?;
-        if self.config().arch == Arch::Gpt2 {
-            return Err(config_err(
-                "LoRA is available for Llama-family models; train GPT-2 models with full fine-tuning",
-            ));
-        }
+        let targets = cfg.modules(self.config().arch)?;
         let mut rng = init_rng(seed);
         Ok(self
             .no_grad()

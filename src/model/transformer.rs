@@ -35,11 +35,25 @@ impl Norm {
     }
 }
 
+/// The query, key and value projections.
 #[derive(Module, Debug)]
-pub struct Attention {
+pub enum Qkv {
+    /// Apart (Llama family): each its own LoRA target.
+    Split(SplitQkv),
+    /// GPT-2's fused `c_attn` (outputs `[q | k | v]`): one LoRA target, as PEFT adapts it.
+    Fused(Proj),
+}
+
+#[derive(Module, Debug)]
+pub struct SplitQkv {
     pub(crate) wq: Proj,
     pub(crate) wk: Proj,
     pub(crate) wv: Proj,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub(crate) qkv: Qkv,
     pub(crate) wo: Proj,
     /// Qwen3: RMSNorm over each head's queries / keys, before RoPE.
     q_norm: Option<RmsNorm>,
@@ -226,7 +240,15 @@ impl Attention {
             Some(n) => n.forward(y),
             None => y,
         };
-        let q = head_norm(&self.q_norm, split(self.wq.forward(x.clone()), self.n_heads));
+        let (q, k, v) = match &self.qkv {
+            Qkv::Split(s) => (s.wq.forward(x.clone()), s.wk.forward(x.clone()), s.wv.forward(x)),
+            Qkv::Fused(p) => {
+                let (qd, kvd) = (self.n_heads * hd, self.n_kv_heads * hd);
+                let y = p.forward(x);
+                (y.clone().narrow(2, 0, qd), y.clone().narrow(2, qd, kvd), y.narrow(2, qd + kvd, kvd))
+            }
+        };
+        let q = head_norm(&self.q_norm, split(q, self.n_heads));
         // Queries leave here already scaled by 1/√head (folded into RoPE's tables, or one multiply
         // for GPT-2) rather than scaling the larger [B, H, T, T] scores.
         let q = match rope {
@@ -234,14 +256,13 @@ impl Attention {
             None => q.mul_scalar(1.0 / (hd as f64).sqrt()),
         }
         .swap_dims(1, 2);
-        let k = head_norm(&self.k_norm, split(self.wk.forward(x.clone()), self.n_kv_heads));
+        let k = head_norm(&self.k_norm, split(k, self.n_kv_heads));
         let mut k = match rope {
             Some(r) => r.keys(k),
             None => k,
         }
         .swap_dims(1, 2);
-        let heads = |y: Tensor<3>, n: usize| split(y, n).swap_dims(1, 2);
-        let mut v = heads(self.wv.forward(x), self.n_kv_heads);
+        let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -362,9 +383,18 @@ impl Model {
             .map(|(i, l)| Block {
                 attn_norm: norm(c, &l.attn_norm, l.attn_norm_bias.as_ref(), device),
                 attn: Attention {
-                    wq: proj(&l.wq, l.bq.as_ref(), q, d, device),
-                    wk: proj(&l.wk, l.bk.as_ref(), kv, d, device),
-                    wv: proj(&l.wv, l.bv.as_ref(), kv, d, device),
+                    qkv: if c.arch == Arch::Gpt2 {
+                        let w = [&l.wq[..], &l.wk, &l.wv].concat();
+                        let bias = |b: &Option<Vec<f32>>| b.clone().unwrap_or_default();
+                        let b = [bias(&l.bq), bias(&l.bk), bias(&l.bv)].concat();
+                        Qkv::Fused(proj(&w, Some(&b), q + 2 * kv, d, device))
+                    } else {
+                        Qkv::Split(SplitQkv {
+                            wq: proj(&l.wq, l.bq.as_ref(), q, d, device),
+                            wk: proj(&l.wk, l.bk.as_ref(), kv, d, device),
+                            wv: proj(&l.wv, l.bv.as_ref(), kv, d, device),
+                        })
+                    },
                     wo: proj(&l.wo, l.bo.as_ref(), d, q, device),
                     q_norm: l.q_norm.as_ref().map(|w| RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
                     k_norm: l.k_norm.as_ref().map(|w| RmsNorm { gamma: vector(w, device), epsilon: c.norm_eps }),
@@ -404,9 +434,25 @@ impl Model {
         for b in &self.blocks {
             let (attn_norm, attn_norm_bias) = read_norm(&b.attn_norm).await?;
             let (ffn_norm, ffn_norm_bias) = read_norm(&b.ffn_norm).await?;
-            let (wq, bq) = read_linear(&b.attn.wq.merged().base).await?;
-            let (wk, bk) = read_linear(&b.attn.wk.merged().base).await?;
-            let (wv, bv) = read_linear(&b.attn.wv.merged().base).await?;
+            let ((wq, bq), (wk, bk), (wv, bv)) = match &b.attn.qkv {
+                Qkv::Split(s) => (
+                    read_linear(&s.wq.merged().base).await?,
+                    read_linear(&s.wk.merged().base).await?,
+                    read_linear(&s.wv.merged().base).await?,
+                ),
+                Qkv::Fused(p) => {
+                    let (w, bias) = read_linear(&p.merged().base).await?;
+                    let (q, kv, d) = (c.q_dim(), c.kv_dim(), c.dim);
+                    let part =
+                        |v: &[f32], from: usize, n: usize, cols: usize| v[from * cols..(from + n) * cols].to_vec();
+                    let bias = bias.unwrap_or_default();
+                    (
+                        (part(&w, 0, q, d), Some(part(&bias, 0, q, 1))),
+                        (part(&w, q, kv, d), Some(part(&bias, q, kv, 1))),
+                        (part(&w, q + kv, kv, d), Some(part(&bias, q + kv, kv, 1))),
+                    )
+                }
+            };
             let (wo, bo) = read_linear(&b.attn.wo.merged().base).await?;
             let w1 = match &b.ffn.w1 {
                 Some(g) => read_linear(&g.merged().base).await?.0,
@@ -574,20 +620,36 @@ impl Model {
     }
 }
 
-/// LoRA plumbing: every adaptable projection by (layer, PEFT name).
+/// LoRA plumbing: every adaptable projection by (layer, PEFT module name): Llama's `q_proj` ...
+/// `down_proj`; GPT-2's `c_attn`, `attn.c_proj`, `c_fc`, `mlp.c_proj` (its two `c_proj` told apart
+/// by their parent, as PEFT's suffix match allows).
 impl Model {
+    fn out_names(&self) -> [&'static str; 3] {
+        if self.config.arch == Arch::Gpt2 {
+            ["attn.c_proj", "c_fc", "mlp.c_proj"]
+        } else {
+            ["o_proj", "up_proj", "down_proj"]
+        }
+    }
+
     pub(crate) fn map_projs(mut self, mut f: impl FnMut(usize, &'static str, Proj) -> Proj) -> Self {
+        let [o, up, down] = self.out_names();
         self.blocks = std::mem::take(&mut self.blocks)
             .into_iter()
             .enumerate()
             .map(|(i, mut b)| {
-                b.attn.wq = f(i, "q_proj", b.attn.wq);
-                b.attn.wk = f(i, "k_proj", b.attn.wk);
-                b.attn.wv = f(i, "v_proj", b.attn.wv);
-                b.attn.wo = f(i, "o_proj", b.attn.wo);
+                b.attn.qkv = match b.attn.qkv {
+                    Qkv::Split(s) => Qkv::Split(SplitQkv {
+                        wq: f(i, "q_proj", s.wq),
+                        wk: f(i, "k_proj", s.wk),
+                        wv: f(i, "v_proj", s.wv),
+                    }),
+                    Qkv::Fused(p) => Qkv::Fused(f(i, "c_attn", p)),
+                };
+                b.attn.wo = f(i, o, b.attn.wo);
                 b.ffn.w1 = b.ffn.w1.map(|g| f(i, "gate_proj", g));
-                b.ffn.w3 = f(i, "up_proj", b.ffn.w3);
-                b.ffn.w2 = f(i, "down_proj", b.ffn.w2);
+                b.ffn.w3 = f(i, up, b.ffn.w3);
+                b.ffn.w2 = f(i, down, b.ffn.w2);
                 b
             })
             .collect();
@@ -595,18 +657,18 @@ impl Model {
     }
 
     pub(crate) fn projs(&self) -> Vec<(usize, &'static str, &Proj)> {
+        let [o, up, down] = self.out_names();
         let mut out = Vec::new();
         for (i, b) in self.blocks.iter().enumerate() {
-            out.extend([
-                (i, "q_proj", &b.attn.wq),
-                (i, "k_proj", &b.attn.wk),
-                (i, "v_proj", &b.attn.wv),
-                (i, "o_proj", &b.attn.wo),
-            ]);
+            match &b.attn.qkv {
+                Qkv::Split(s) => out.extend([(i, "q_proj", &s.wq), (i, "k_proj", &s.wk), (i, "v_proj", &s.wv)]),
+                Qkv::Fused(p) => out.push((i, "c_attn", p)),
+            }
+            out.push((i, o, &b.attn.wo));
             if let Some(g) = &b.ffn.w1 {
                 out.push((i, "gate_proj", g));
             }
-            out.extend([(i, "up_proj", &b.ffn.w3), (i, "down_proj", &b.ffn.w2)]);
+            out.extend([(i, up, &b.ffn.w3), (i, down, &b.ffn.w2)]);
         }
         out
     }

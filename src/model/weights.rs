@@ -154,6 +154,20 @@ impl ModelConfig {
     pub fn attn_scale(&self) -> f64 {
         1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim() as f64).sqrt()
     }
+    /// `(in, out)` of the projection PEFT calls `name` (see `LoraConfig::modules`).
+    pub fn proj_dims(&self, name: &str) -> Option<(usize, usize)> {
+        let (d, h, q, kv) = (self.dim, self.hidden_dim, self.q_dim(), self.kv_dim());
+        Some(match name {
+            "q_proj" => (d, q),
+            "o_proj" => (q, d),
+            "k_proj" | "v_proj" => (d, kv),
+            "gate_proj" | "up_proj" | "c_fc" => (d, h),
+            "down_proj" | "mlp.c_proj" => (h, d),
+            "c_attn" => (d, q + 2 * kv),
+            "attn.c_proj" => (q, d),
+            _ => return None,
+        })
+    }
     /// The MLP has a gate (SwiGLU / GeGLU): every family but GPT-2.
     pub fn gated(&self) -> bool {
         self.arch != Arch::Gpt2

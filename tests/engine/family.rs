@@ -300,3 +300,50 @@ fn family_gguf_files_match_transformers() {
         check_cached(&name, &model, &g, &device, "cpu gguf", &[1, 4]);
     }
 }
+
+/// GPT-2 LoRA as PEFT makes it (tests/reference/peft_gpt2.py: `fan_in_fan_out` adapters on the fused
+/// `c_attn`, both `c_proj` and `c_fc`, random A and B): read onto the family's base, the logits are
+/// PEFT's; written back, the adapter is the same tensors under the same names; and a fresh GPT-2
+/// LoRA run trains only its adapters.
+#[test]
+fn gpt2_lora_matches_peft() {
+    use kto_studio::formats::peft;
+    let device = cpu();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/peft_gpt2");
+    for base in ["gpt2_03", "gpt2_02"] {
+        let dir = root.join(base);
+        let g: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        let bundle = ModelBundle::load(Some(&family_dir().join(base)), None).unwrap();
+        let config = std::fs::read(dir.join("adapter_config.json")).unwrap();
+        let tensors = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+        let (lora, adapters) = peft::load(&config, &tensors, &bundle.weights.config).unwrap();
+        let model = Model::from_weights(&bundle.weights, &device).with_adapters(&lora, &adapters, &device).unwrap();
+        check_padded(&format!("{base}+peft"), &model, &g, &device, "cpu");
+        check_cached(&format!("{base}+peft"), &model, &g, &device, "cpu", &[1]);
+        // Written back: PEFT's names and values.
+        let (_, written) = peft::save(&block(model.adapters()).unwrap(), &lora, &bundle.weights.config, base).unwrap();
+        let (ours, theirs) = (
+            hf::TensorMap::from_safetensors(&[("a", &written)]).unwrap(),
+            hf::TensorMap::from_safetensors(&[("b", &tensors)]).unwrap(),
+        );
+        assert_eq!(ours.names(), theirs.names(), "{base}");
+        let (mut ours, mut theirs) = (ours, theirs);
+        for n in theirs.names() {
+            assert_eq!(ours.remove(&n).unwrap(), theirs.remove(&n).unwrap(), "{base} {n}");
+        }
+    }
+    // A fresh LoRA run on GPT-2 (the default targets map onto c_attn, both c_proj and c_fc).
+    let bundle = ModelBundle::load(Some(&family_dir().join("gpt2_03")), None).unwrap();
+    let rows = parse_jsonl("{\"prompt\":\"Once\",\"completion\":\" upon\",\"label\":true}\n{\"prompt\":\"The\",\"completion\":\" cat\",\"label\":false}\n").unwrap();
+    let cfg = TrainConfig { batch_size: 2, lora: Some(kto_studio::model::LoraConfig::default()), ..Default::default() };
+    let data = cfg.dataset_for(&bundle.tokenizer, &bundle.weights.config, &rows).unwrap();
+    let mut trainer = kto_studio::kto::Trainer::new(&bundle.weights, &device, cfg).unwrap();
+    let m = block(trainer.step(&data)).unwrap();
+    assert!(m.loss.is_finite() && m.grad_norm.unwrap() > 0.0, "{m:?}");
+    let adapters = block(trainer.policy().adapters()).unwrap();
+    let targets: std::collections::BTreeSet<&str> = adapters.iter().map(|a| a.target.as_str()).collect();
+    assert_eq!(targets.into_iter().collect::<Vec<_>>(), ["attn.c_proj", "c_attn", "c_fc", "mlp.c_proj"]);
+    let merged = block(trainer.policy().to_weights()).unwrap();
+    assert_eq!(merged.layers[0].wq.len(), bundle.weights.layers[0].wq.len());
+    assert_ne!(merged.layers[0].wq, bundle.weights.layers[0].wq, "the trained c_attn adapter moved q");
+}

@@ -107,8 +107,8 @@ fn exports_reload_to_the_same_model() {
         let adapter = block(export::adapter(&policy, &lora, &bundle)).unwrap();
         let (cfg, adapters) = peft::load(&adapter[0].1, &adapter[1].1, &bundle.weights.config).unwrap();
         assert_eq!(
-            (cfg.rank, cfg.alpha, cfg.peft_targets().unwrap()),
-            (lora.rank, lora.alpha, lora.peft_targets().unwrap())
+            (cfg.rank, cfg.alpha, cfg.modules(kto_studio::model::Arch::Llama).unwrap()),
+            (lora.rank, lora.alpha, lora.modules(kto_studio::model::Arch::Llama).unwrap())
         );
         let again = Model::from_weights(&bundle.weights, &device).with_adapters(&cfg, &adapters, &device).unwrap();
         let got = logits(&again, &bundle, &device);

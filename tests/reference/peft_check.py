@@ -5,8 +5,8 @@ For each base model it runs the native CLI to (1) convert the base to a Hugging 
 `PeftModel.from_pretrained(base, adapter)` and the merged folder with transformers and asserts:
   - PEFT's base + adapter and the merged model give the same logits (max |diff| <= 1e-4);
   - the adapter changes the logits (it is not a no-op).
-Models: the tiny random Llama of the TRL golden files (rotate-half RoPE), stories260K (llama2.c,
-adjacent RoPE: Q/K rows permuted on export) and, when fetched, SmolLM2-135M-Instruct (GGUF Q4_1).
+Models: the tiny random Llama of the TRL golden files (rotate-half RoPE), a random GPT-2 and Gemma 3
+of the family (tests/golden/family), stories260K (llama2.c, adjacent RoPE: Q/K rows permuted on export) and, when fetched, SmolLM2-135M-Instruct (GGUF Q4_1).
 
 Run (needs torch, transformers, peft; CI does not):
     python tests/reference/peft_check.py [path/to/kto]
@@ -63,6 +63,10 @@ def check(name, model_arg, steps, ids):
 
 if __name__ == "__main__":
     results = [check("tiny-llama (HF)", os.path.join(ROOT, "tests/golden/trl/llama"), 3, [0, 274, 281, 270, 265, 270, 383])]
+    # GPT-2: one adapter on the fused c_attn (fan_in_fan_out), both c_proj and c_fc.
+    results.append(check("gpt2 (HF, fused c_attn)", os.path.join(ROOT, "tests/golden/family/gpt2_03"), 3,
+                         list(b"Once upon a time")))
+    results.append(check("gemma3 (HF)", os.path.join(ROOT, "tests/golden/family/gemma3_04"), 3, list(b"Once upon a time")))
     stories = os.environ.get("KTO_MODEL_DIR", os.path.join(ROOT, "..", "shared", "models", "stories260K"))
     results.append(check("stories260K (llama2.c)", os.path.join(stories, "stories260K.bin"), 3, [1, 403, 407, 261, 378, 5, 279]))
     gguf = os.path.join(CACHE, "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -85,10 +85,9 @@ export function initTrainView(app) {
   // The labels decide the row lengths: estimate again whenever the view is opened.
   document.querySelector('nav button[data-view=train]').addEventListener('click', soon);
   document.addEventListener('model-loaded', (e) => {
-    // Big models train with LoRA by default; only Llama-family models have it.
+    // Big models train with LoRA by default (every architecture has it).
     if (!form) return;
-    $('#method').querySelector('option[value=lora]').disabled = !e.detail.lora;
-    form.set('method', e.detail.lora && e.detail.parameters > 20e6 ? 'lora' : 'full');
+    form.set('method', e.detail.parameters > 20e6 ? 'lora' : 'full');
     form.set('chat', !!e.detail.chat);
   });
 
