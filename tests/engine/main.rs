@@ -17,5 +17,6 @@ mod lora;
 mod mood;
 mod robustness;
 mod session;
+mod templates;
 mod training;
 mod trl_parity;
