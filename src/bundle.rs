@@ -30,6 +30,8 @@ pub enum FileSet {
 
 const SAFE_WEIGHTS: &str = "model.safetensors";
 const SAFE_INDEX: &str = "model.safetensors.index.json";
+/// The chat template file transformers 5 writes beside `tokenizer_config.json`.
+pub const CHAT_TEMPLATE: &str = "chat_template.jinja";
 
 /// Which files hold a Hugging Face checkpoint's weights, decided as `transformers` does:
 /// `model.safetensors`, else the shards `model.safetensors.index.json` lists. Any other
@@ -156,10 +158,18 @@ impl ModelBundle {
             let tok_json = get("tokenizer.json").ok_or_else(|| {
                 format_err("tokenizer.json is missing: a Hugging Face model needs it next to config.json (pick it too)")
             })?;
-            let tok_cfg: Value = match get("tokenizer_config.json") {
+            let mut tok_cfg: Value = match get("tokenizer_config.json") {
                 Some(b) => json_file("tokenizer_config.json", b)?,
                 None => Value::Null,
             };
+            // transformers 5 saves the template beside the config (and prefers it there).
+            if let Some(t) = get(CHAT_TEMPLATE) {
+                let t = std::str::from_utf8(t).map_err(|_| format_err(format!("{CHAT_TEMPLATE} is not UTF-8 text")))?;
+                if !tok_cfg.is_object() {
+                    tok_cfg = Value::Object(Default::default());
+                }
+                tok_cfg["chat_template"] = Value::String(t.to_string());
+            }
             let model_cfg: Value = json_file("config.json", config)?;
             let eos = match model_cfg.get("eos_token_id") {
                 Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()),
@@ -171,7 +181,10 @@ impl ModelBundle {
             let mut read = vec!["config.json".to_string()];
             read.extend(shards);
             read.extend(
-                ["tokenizer.json", "tokenizer_config.json"].iter().filter(|f| get(f).is_some()).map(|f| f.to_string()),
+                ["tokenizer.json", "tokenizer_config.json", CHAT_TEMPLATE]
+                    .iter()
+                    .filter(|f| get(f).is_some())
+                    .map(|f| f.to_string()),
             );
             return Self::checked(name, "safetensors", weights, tokenizer, read);
         }
@@ -293,7 +306,7 @@ mod native {
             };
             let mut w = super::hf_weight_files(&names, index.as_deref(), super::FileSet::Folder, named)?;
             w.extend(
-                ["config.json", "tokenizer.json", "tokenizer_config.json", super::SAFE_INDEX]
+                ["config.json", "tokenizer.json", "tokenizer_config.json", super::CHAT_TEMPLATE, super::SAFE_INDEX]
                     .iter()
                     .filter(|f| names.iter().any(|n| n == *f))
                     .map(|f| f.to_string()),

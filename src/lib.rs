@@ -10,6 +10,7 @@ pub mod eval;
 pub mod export;
 pub mod formats;
 pub mod generate;
+pub mod hub;
 pub mod judge;
 pub mod kto;
 pub mod memory;

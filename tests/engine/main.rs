@@ -10,6 +10,7 @@ mod fuzz;
 mod generation;
 mod gguf;
 mod hf;
+mod hub;
 mod judge;
 mod kto_spec;
 mod loaders;

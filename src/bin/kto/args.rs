@@ -52,8 +52,10 @@ impl From<BackendArg> for BackendKind {
 
 #[derive(Args, Clone)]
 pub(crate) struct ModelArgs {
-    /// A Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf file, or a
-    /// llama2.c .bin (or a folder with model + tok*.bin); default: built-in stories260K.
+    /// A Hugging Face folder (config.json + *.safetensors + tokenizer.json), a .gguf file, a
+    /// llama2.c .bin (or a folder with model + tok*.bin), or a Hub model `hf:owner/name[@rev][:file]`
+    /// (downloaded once into ~/.cache/huggingface/hub; HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE as in
+    /// huggingface_hub); default: built-in stories260K.
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
     /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply.

@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod flags;
+mod hub;
 
 use std::future::ready;
 use std::io::Write;
@@ -52,7 +53,7 @@ fn create(path: &Path) -> Result<std::fs::File> {
 /// A session on `device` with the `--model` loaded and its `--adapter` (if any) as the trained
 /// model. Returns the session and which model behaves as asked: the adapter's when given.
 fn open(m: &ModelArgs, backend: BackendKind, device: Device) -> Result<(Session, Which)> {
-    let b = ModelBundle::load(m.model.as_deref(), m.tokenizer.as_deref())?;
+    let b = load(m.model.as_deref(), m.tokenizer.as_deref())?;
     eprintln!("model {} ({}): read {}", b.name, b.format, b.files.join(", "));
     let session = Session::new(backend, device);
     session.open(b)?;
@@ -61,6 +62,21 @@ fn open(m: &ModelArgs, backend: BackendKind, device: Device) -> Result<(Session,
         .import_adapter(&read(&dir.join("adapter_config.json"))?, &read(&dir.join("adapter_model.safetensors"))?)?;
     eprintln!("adapter {} (rank {}, {} projections)", dir.display(), info.rank, info.adapters);
     Ok((session, Which::Trained))
+}
+
+/// A model from a path, or from the Hub (`hf:owner/name[@rev][:file]`, downloaded into its cache).
+fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<ModelBundle> {
+    match model.and_then(|p| p.to_str()).filter(|s| s.starts_with("hf:")) {
+        Some(spec) => {
+            let mut b = ModelBundle::load(Some(&hub::resolve(spec)?), tokenizer)?;
+            // The snapshot folder is named by its commit; the repo id says which model it is.
+            if b.name.len() == 40 && b.name.chars().all(|c| c.is_ascii_hexdigit()) {
+                b.name = kto_studio::hub::RepoRef::parse(spec)?.id;
+            }
+            Ok(b)
+        }
+        None => ModelBundle::load(model, tokenizer),
+    }
 }
 
 fn main() {
@@ -81,7 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
                 "bench measures a model's speed; --adapter does not change it, leave it out".into(),
             ));
         }
-        let bundle = ModelBundle::load(model.model.as_deref(), model.tokenizer.as_deref())?;
+        let bundle = load(model.model.as_deref(), model.tokenizer.as_deref())?;
         let cfg = BenchConfig {
             steps: *steps,
             batch: *batch_size,
@@ -218,7 +234,7 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(path) = data {
                 // The reference defaults to the model's own base: its weights, without the adapter.
                 let base = match &reference {
-                    Some(r) => ModelBundle::load(Some(r), None)?.weights,
+                    Some(r) => load(Some(r), None)?.weights,
                     None => bundle.weights.clone(),
                 };
                 let policy = llama.to_weights().await?;
