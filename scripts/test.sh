@@ -8,4 +8,4 @@ cd "$ROOT"
 echo "[test] engine tests: cargo test --release" >&2
 cargo test --release --locked
 echo "[test] browser tests: node --test tests/browser/*.test.mjs (screenshots in test-output/)" >&2
-node --test tests/browser/heldout.test.mjs tests/browser/app.test.mjs tests/browser/demo.test.mjs tests/browser/robustness.test.mjs
+node --test tests/browser/heldout.test.mjs tests/browser/app.test.mjs tests/browser/demo.test.mjs tests/browser/robustness.test.mjs tests/browser/hub.test.mjs

@@ -52,7 +52,8 @@ impl RepoRef {
                  (optionally @revision and :file.gguf)"
             )));
         }
-        if revision.contains("..") || revision.starts_with('/') || revision.chars().any(|c| c.is_control() || c == ' ') {
+        if revision.contains("..") || revision.starts_with('/') || revision.chars().any(|c| c.is_control() || c == ' ')
+        {
             return Err(config_err(format!("{revision:?} is not a revision (a branch, tag or commit)")));
         }
         if let Some(f) = &file {
@@ -80,7 +81,11 @@ impl RepoRef {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
         })
         .collect()
 }
@@ -115,7 +120,8 @@ impl Listing {
             .iter()
             .filter_map(|s| {
                 let name = s.get("rfilename").and_then(Value::as_str)?;
-                let size = s.get("size").and_then(Value::as_u64).or_else(|| s.pointer("/lfs/size").and_then(Value::as_u64));
+                let size =
+                    s.get("size").and_then(Value::as_u64).or_else(|| s.pointer("/lfs/size").and_then(Value::as_u64));
                 Some((name.to_string(), size))
             })
             .collect();
@@ -211,4 +217,45 @@ pub fn blob_name(etag: &str) -> Option<String> {
 /// The folder name of a repo in the Hub cache: `models--owner--name`.
 pub fn cache_folder(id: &str) -> String {
     format!("models--{}", id.replace('/', "--"))
+}
+
+/// One file of a download plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    pub name: String,
+    pub size: Option<u64>,
+    pub url: String,
+}
+
+/// Everything a front end needs to fetch a model: where it lives, the commit, and each file with
+/// its URL at that commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub revision: String,
+    pub sha: String,
+    /// The cache folder (`models--owner--name`).
+    pub folder: String,
+    pub files: Vec<PlannedFile>,
+}
+
+impl Plan {
+    /// The plan for `repo` given the Hub's listing of its revision.
+    pub fn new(repo: &RepoRef, endpoint: &str, listing: &Listing) -> Result<Self> {
+        let files = plan(listing, repo)?
+            .into_iter()
+            .map(|name| PlannedFile {
+                size: listing.size(&name),
+                url: repo.file_url(endpoint, &listing.sha, &name),
+                name,
+            })
+            .collect();
+        Ok(Self {
+            id: repo.id.clone(),
+            revision: repo.revision.clone(),
+            sha: listing.sha.clone(),
+            folder: cache_folder(&repo.id),
+            files,
+        })
+    }
 }

@@ -59,6 +59,8 @@ pub struct ModelInfo {
     pub eos_text: String,
     /// It has a chat template (an instruct model).
     pub chat: bool,
+    /// Llama, Qwen2, Qwen3, Gemma 3 or GPT-2.
+    pub family: &'static str,
 }
 
 /// The rows of a run as the trainer will see them.
@@ -212,6 +214,7 @@ impl Session {
             parameters: c.num_params(),
             eos_text: bundle.tokenizer.eos_text().to_string(),
             chat: bundle.tokenizer.chat_template().is_some(),
+            family: c.family(),
         };
         self.with(|s| {
             Self::idle(s, "loading a model")?;

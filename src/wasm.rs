@@ -243,3 +243,19 @@ pub async fn bench(config: JsValue) -> Result<JsValue, JsError> {
     let cfg: crate::bench::BenchConfig = from_js(config, "bench settings")?;
     to_js(&session()?.bench(&cfg, &|| js_sys::Date::now()).await.map_err(js_err)?)
 }
+
+/// A Hub model id (`owner/name[@rev][:file]`) → `{ id, revision, file, url }`: where to list it.
+#[wasm_bindgen]
+pub fn hub_listing(spec: &str, endpoint: &str) -> Result<JsValue, JsError> {
+    let repo = crate::hub::RepoRef::parse(spec).map_err(js_err)?;
+    let url = repo.listing_url(endpoint);
+    to_js(&serde_json::json!({ "id": repo.id, "revision": repo.revision, "file": repo.file, "url": url }))
+}
+
+/// The Hub's listing (JSON text) → the download plan (`crate::hub::Plan`).
+#[wasm_bindgen]
+pub fn hub_plan(spec: &str, endpoint: &str, listing: &str) -> Result<JsValue, JsError> {
+    let repo = crate::hub::RepoRef::parse(spec).map_err(js_err)?;
+    let listing = crate::hub::Listing::parse(listing.as_bytes()).map_err(js_err)?;
+    to_js(&crate::hub::Plan::new(&repo, endpoint, &listing).map_err(js_err)?)
+}

@@ -168,6 +168,16 @@ impl ModelConfig {
             _ => return None,
         })
     }
+    /// The family as people call it (shown with a model): Llama, Qwen2, Qwen3, Gemma 3, GPT-2.
+    pub fn family(&self) -> &'static str {
+        match self.arch {
+            Arch::Gpt2 => "GPT-2",
+            Arch::Gemma3 => "Gemma 3",
+            Arch::Llama if self.qk_norm => "Qwen3",
+            Arch::Llama if self.qkv_bias && !self.o_bias => "Qwen2",
+            Arch::Llama => "Llama",
+        }
+    }
     /// The MLP has a gate (SwiGLU / GeGLU): every family but GPT-2.
     pub fn gated(&self) -> bool {
         self.arch != Arch::Gpt2

@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labelsInDb, openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 
@@ -164,6 +164,18 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     await view(page, 'compare');
     const trainedPath = join(OUT, weightsFile.suggestedFilename());
     await weightsFile.saveAs(trainedPath);
+    // Kept in the library: saved in this browser, listed with its size, restored from there.
+    await view(page, 'train');
+    await page.click('[data-testid=save-weights]');
+    await view(page, 'model');
+    await page.waitForSelector('[data-testid=library-row][data-kind=weights]');
+    const shownSize = await page.textContent('[data-testid=library-row][data-kind=weights] [data-testid=library-size]');
+    const [, n, unit] = /^([\d.]+) (kB|MB)$/.exec(shownSize);
+    const bytes = Number(n) * (unit === 'kB' ? 1e3 : 1e6);
+    assert.ok(Math.abs(bytes - statSync(trainedPath).size) <= 0.06 * bytes, `library size ${shownSize} vs file ${statSync(trainedPath).size}`);
+    await page.click('[data-testid=library-row][data-kind=weights] [data-testid=library-open]');
+    await page.waitForFunction(() => /restored as the trained model/.test(document.querySelector('[data-testid=hub-status]').textContent));
+    await view(page, 'compare');
     const nativeDiff = JSON.parse(execFileSync(KTO, ['diff', '--trained', trainedPath, '--text', text], { encoding: 'utf8' }));
     assert.equal(shown.length, nativeDiff.length);
     assert.ok(shown.some((t) => Math.abs(t.diff) > 0.01), 'training changed some token');

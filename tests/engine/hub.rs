@@ -84,20 +84,27 @@ fn a_hub_model_downloads_once_resumes_and_opens_offline() {
     let requests = hub.requests.lock().unwrap().clone();
     let sha = requests
         .iter()
-        .find_map(|r| r["path"].as_str().unwrap().split("/resolve/").nth(1).map(|s| s.split('/').next().unwrap().to_string()))
+        .find_map(|r| {
+            r["path"].as_str().unwrap().split("/resolve/").nth(1).map(|s| s.split('/').next().unwrap().to_string())
+        })
         .unwrap();
     let seen: Vec<(String, String, Option<String>)> = requests
         .iter()
         .map(|r| {
-            (r["method"].as_str().unwrap().into(), r["path"].as_str().unwrap().into(), r["range"].as_str().map(String::from))
+            (
+                r["method"].as_str().unwrap().into(),
+                r["path"].as_str().unwrap().into(),
+                r["range"].as_str().map(String::from),
+            )
         })
         .collect();
     let get = |p: String, range: Option<String>| ("GET".to_string(), p, range);
     let file = |f: &str| format!("/{REPO}/resolve/{sha}/{f}");
-    let half = std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/family/qwen3_05/model.safetensors"))
-        .unwrap()
-        .len()
-        / 2;
+    let half =
+        std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/family/qwen3_05/model.safetensors"))
+            .unwrap()
+            .len()
+            / 2;
     assert_eq!(
         seen,
         vec![
@@ -118,9 +125,16 @@ fn a_hub_model_downloads_once_resumes_and_opens_offline() {
     assert!(target.starts_with("../../blobs"), "{target:?}");
     let blob = std::fs::read(&link).unwrap();
     let original =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/family/qwen3_05/model.safetensors")).unwrap();
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/family/qwen3_05/model.safetensors"))
+            .unwrap();
     assert_eq!(blob, original, "the resumed file is whole");
-    assert!(std::fs::read_dir(repo_dir.join("blobs")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".incomplete")));
+    assert!(
+        std::fs::read_dir(repo_dir.join("blobs")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".incomplete"))
+    );
 
     // Again: the cache answers, only the listing is asked for.
     let before = hub.requests.lock().unwrap().len();

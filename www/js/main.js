@@ -3,6 +3,7 @@ import { EngineClient } from './protocol.js';
 import { labels, settings } from './storage.js';
 import { $ } from './util.js';
 import { initModelView } from './views/model.js';
+import { initLibraryView } from './views/library.js';
 import { initGenerateView } from './views/generate.js';
 import { initDatasetView } from './views/dataset.js';
 import { initTrainView } from './views/train.js';
@@ -136,6 +137,7 @@ function showView(name) {
 
 async function boot() {
   views.model = initModelView(app);
+  views.library = initLibraryView(app, views.model);
   initGenerateView(app);
   views.dataset = initDatasetView(app);
   views.train = initTrainView(app);

@@ -4,7 +4,7 @@
 // object whose keys, defaults and ranges the `settings` request returns (src/kto/settings.rs).
 //   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, software, autoReason?, fallbackReason? }
 //             ('auto': WebGPU on a hardware adapter, the CPU on a software one; autoReason says why)
-//   load      { name, files: [{ name, bytes: ArrayBuffer }], folder } -> model info {name, format, files, config, parameters, chat, lora}
+//   load      { name, files: [{ name, bytes: ArrayBuffer }], folder } -> model info {name, family, format, files, config, parameters, chat}
 //             (a .gguf; a Hugging Face folder's config.json + *.safetensors + tokenizer*.json; or llama2.c .bin + tok*.bin)
 //   generate  { prompt, n, sampling, which: 'base'|'trained', chat } -> [{ ids, text, finished }]
 //             streams { type: 'token', id, sample, text } as text arrives
@@ -33,6 +33,8 @@
 //   heldout   { which, sets, recipe }                       -> { summary, nll_per_token, samples }
 //   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
 //                                                           -> { desirable: number[], undesirable: number[] }
+//   hubListing { spec, endpoint }                           -> { id, revision, file, url } (what to GET to list a Hub model)
+//   hubPlan   { spec, endpoint, listing: string }           -> { id, revision, sha, folder, files: [{ name, size, url }] }
 //   bench     { steps, batch, seqLen, genTokens, loraRank, chat } -> the engine's benchmark (src/bench.rs) on the loaded model
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.

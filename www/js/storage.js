@@ -65,15 +65,36 @@ export const labels = {
   },
 };
 
+/** Trained weights (one file each): { name (key), bytes, saved, model, label }. */
 export const weights = {
   async save(name, bytes, meta = {}) {
-    return req((await store('weights', 'readwrite')).put({ name, bytes, saved: Date.now(), ...meta }));
+    try {
+      return await req((await store('weights', 'readwrite')).put({ name, bytes, saved: Date.now(), ...meta }));
+    } catch (e) {
+      if (e?.name === 'QuotaExceededError') {
+        throw new Error(`the browser refused space for these weights (${(bytes.byteLength / 1e6).toFixed(1)} MB): `
+          + 'delete entries from the Model view\'s library, or download the weights instead');
+      }
+      throw e;
+    }
   },
   async get(name) {
     return req((await store('weights')).get(name));
   },
   async list() {
     return req((await store('weights')).getAll());
+  },
+  /** The most recently saved weights of `model` (or of any model). */
+  async latest(model) {
+    const all = (await this.list()).filter((w) => !model || w.model === model);
+    return all.sort((a, b) => b.saved - a.saved)[0] || null;
+  },
+  async rename(name, label) {
+    const w = await this.get(name);
+    if (w) await req((await store('weights', 'readwrite')).put({ ...w, label }));
+  },
+  async remove(name) {
+    return req((await store('weights', 'readwrite')).delete(name));
   },
 };
 

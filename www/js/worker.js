@@ -160,6 +160,8 @@ const handlers = {
   })),
   heldout: ({ which, sets, recipe }) => engine.heldout_eval(which, sets, recipe),
   lossCurve: ({ r, z, loss }) => engine.loss_curve(Float64Array.from(r), z, loss),
+  hubListing: ({ spec, endpoint }) => engine.hub_listing(spec, endpoint),
+  hubPlan: ({ spec, endpoint, listing }) => engine.hub_plan(spec, endpoint, listing),
   bench: ({ steps = 10, batch = 8, seqLen = 64, genTokens = 128, loraRank = 0, chat = false }) =>
     engine.bench({ steps, batch, seq_len: seqLen, gen_tokens: genTokens, lora_rank: loraRank, chat }),
 };

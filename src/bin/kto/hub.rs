@@ -56,17 +56,17 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     };
     let (sha, files) = match listing {
         Some(l) => {
-            let files = hub::plan(&l, &repo)?;
-            for f in &files {
-                let link = dir.join("snapshots").join(&l.sha).join(f);
+            let plan = hub::Plan::new(&repo, &endpoint, &l)?;
+            for f in &plan.files {
+                let link = dir.join("snapshots").join(&l.sha).join(&f.name);
                 if !link.is_file() {
-                    download(&agent, &repo, &endpoint, &l, f, &dir)?;
+                    download(&agent, &repo, f, &l.sha, &dir)?;
                 }
             }
             if repo.revision != l.sha {
                 write_ref(&dir, &repo.revision, &l.sha)?;
             }
-            (l.sha, files)
+            (l.sha, plan.files.into_iter().map(|f| f.name).collect::<Vec<_>>())
         }
         None => (cached_commit(&dir, &repo)?, Vec::new()),
     };
@@ -127,18 +127,18 @@ fn write_ref(dir: &Path, revision: &str, sha: &str) -> Result<()> {
 
 /// Download `file` at the listing's commit into `blobs/` and link it from the snapshot, resuming
 /// a partial download (three tries in this run, and across runs).
-fn download(agent: &ureq::Agent, repo: &RepoRef, endpoint: &str, l: &Listing, file: &str, dir: &Path) -> Result<()> {
+fn download(agent: &ureq::Agent, repo: &RepoRef, f: &hub::PlannedFile, sha: &str, dir: &Path) -> Result<()> {
     let blobs = dir.join("blobs");
     std::fs::create_dir_all(&blobs).map_err(|e| err(format!("cannot create {}: {e}", blobs.display())))?;
-    let partial = blobs.join(format!("{}.{}.incomplete", l.sha, file.replace('/', "%2F")));
-    let url = repo.file_url(endpoint, &l.sha, file);
+    let file = f.name.as_str();
+    let partial = blobs.join(format!("{sha}.{}.incomplete", file.replace('/', "%2F")));
     let mut last = String::new();
     for _ in 0..3 {
-        match fetch_into(agent, &url, &partial, file, l.size(file)) {
+        match fetch_into(agent, &f.url, &partial, file, f.size) {
             Ok(etag) => {
                 let blob = blobs.join(&etag);
                 std::fs::rename(&partial, &blob).map_err(|e| err(format!("cannot move {}: {e}", blob.display())))?;
-                return link(dir, &l.sha, file, &etag);
+                return link(dir, sha, file, &etag);
             }
             Err(e) => {
                 eprintln!("\n{file}: {e}; resuming");
@@ -200,7 +200,9 @@ fn fetch_into(agent: &ureq::Agent, url: &str, partial: &Path, file: &str, size: 
 fn progress(file: &str, done: u64, total: Option<u64>) {
     let mb = |b: u64| b as f64 / 1e6;
     match total {
-        Some(t) if t > 0 => eprint!("\r{file}: {:5.1}%  {:.1} / {:.1} MB", 100.0 * done as f64 / t as f64, mb(done), mb(t)),
+        Some(t) if t > 0 => {
+            eprint!("\r{file}: {:5.1}%  {:.1} / {:.1} MB", 100.0 * done as f64 / t as f64, mb(done), mb(t))
+        }
         _ => eprint!("\r{file}: {:.1} MB", mb(done)),
     }
 }

@@ -25,11 +25,11 @@ export function initModelView(app) {
   function render(m) {
     const c = m.config;
     info.replaceChildren();
-    info.innerHTML = `<b data-testid="model-name">${escapeHtml(m.name)}</b> (${m.format}) —
+    info.innerHTML = `<b data-testid="model-name">${escapeHtml(m.name)}</b> (<span data-testid="model-family">${m.family}</span>, ${m.format}) —
       <span data-testid="model-params">${m.parameters.toLocaleString()}</span> parameters;
       dim ${c.dim}, ${c.n_layers} layers, ${c.n_heads} heads (${c.n_kv_heads} KV), FFN ${c.hidden_dim},
       vocabulary ${c.vocab_size}, context ${c.max_seq_len}, RoPE ${c.rope_layout},
-      ${c.tied_embeddings ? 'tied' : 'separate'} classifier${c.arch === 'gpt2' ? ', GPT-2' : ''}.
+      ${c.tied_embeddings ? 'tied' : 'separate'} classifier.
       ${m.files?.length ? `<br><small>read: <span data-testid="model-read">${escapeHtml(m.files.join(', '))}</span></small>` : ''}`;
     const chat = $('#chat-mode');
     chat.disabled = !m.chat;

@@ -226,13 +226,19 @@ export function initTrainView(app) {
   });
   $('#cancel').addEventListener('click', () => app.engine.call('cancel'));
   $('#save-weights').addEventListener('click', async () => {
-    const { bytes } = await app.engine.call('export');
-    await weights.save('trained', bytes, { model: app.modelName });
-    say('Trained weights saved in this browser.');
+    try {
+      const { name, bytes } = await app.engine.call('export');
+      const saved = Date.now();
+      await weights.save(`trained-${saved}`, bytes, { model: app.modelName, file: name, label: `${app.modelName}, trained ${new Date(saved).toLocaleString()}` });
+      say('Trained weights saved in this browser (listed in the Model view\'s library).');
+      document.dispatchEvent(new CustomEvent('library-changed'));
+    } catch (e) {
+      say(`Could not save: ${e.message}`);
+    }
   });
   $('#restore-weights').addEventListener('click', async () => {
-    const saved = await weights.get('trained');
-    if (!saved) return say('No saved weights in this browser yet.');
+    const saved = await weights.latest(app.modelName);
+    if (!saved) return say('No saved weights for this model in this browser yet.');
     try {
       await app.engine.call('restore', { bytes: saved.bytes });
       app.trained = true;
@@ -242,6 +248,7 @@ export function initTrainView(app) {
       say(`Could not restore: ${e.message}`);
     }
   });
+  document.addEventListener('weights-restored', () => setRunning(false));
   $('#download-weights').addEventListener('click', async () => {
     const { name, bytes } = await app.engine.call('export');
     download(`${app.modelName}-kto-${name}`, bytes, 'application/octet-stream');

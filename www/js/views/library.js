@@ -1,0 +1,143 @@
+// Model view, second half: open a model from the Hugging Face Hub (progress bar, resume), and the
+// library of what this browser keeps — Hub models in OPFS, trained weights in IndexedDB — to
+// reopen, rename, download or delete, with sizes and the storage quota.
+import { $, download, el, showError } from '../util.js';
+import { DEFAULT_HUB, deleteKept, fetchModel, listModels, openKept, renameKept, storageEstimate } from '../hub.js';
+import { settings, weights } from '../storage.js';
+
+const mb = (b) => (b == null ? '?' : b < 1e6 ? `${(b / 1e3).toFixed(0)} kB` : `${(b / 1e6).toFixed(b < 1e8 ? 1 : 0)} MB`);
+
+export function initLibraryView(app, modelView) {
+  const status = $('#hub-status');
+  const bar = $('#hub-progress');
+  const error = $('#hub-error');
+  const endpointInput = $('#hub-endpoint');
+
+  (async () => {
+    endpointInput.value = new URLSearchParams(location.search).get('hub') || (await settings.get('hubEndpoint', DEFAULT_HUB));
+  })();
+
+  async function openHub(e) {
+    e.preventDefault();
+    const spec = $('#hub-id').value.trim();
+    if (!spec) return;
+    const endpoint = endpointInput.value.trim() || DEFAULT_HUB;
+    showError(error, null);
+    const button = $('#hub-open');
+    button.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    status.textContent = `asking ${endpoint} for ${spec}…`;
+    try {
+      await settings.set('hubEndpoint', endpoint);
+      const got = await fetchModel(app.engine, spec, endpoint, (p) => {
+        bar.max = p.overallTotal || 1;
+        bar.value = Math.min(p.overall, bar.max);
+        const pct = p.total ? ` ${Math.floor((100 * p.done) / p.total)}%` : '';
+        status.textContent = `${p.file}${pct} (${mb(p.done)} of ${mb(p.total)})${p.note ? ` — ${p.note}` : ''}`;
+      });
+      status.textContent = `downloaded ${got.entry.files.length} files (${mb(bar.max)}); opening…`;
+      modelView.render(await app.loadModel(got.name, got.files, true));
+      status.textContent = `${got.entry.label}: kept in this browser, opens again without a connection.`;
+    } catch (err) {
+      showError(error, `Could not open ${spec} from the Hub: ${err.message}`);
+      status.textContent = '';
+    } finally {
+      button.disabled = false;
+      refresh();
+    }
+  }
+  $('#hub-form').addEventListener('submit', openHub);
+
+  async function openEntry(m) {
+    showError(error, null);
+    status.textContent = `opening ${m.label} from this browser…`;
+    try {
+      const got = await openKept(m);
+      modelView.render(await app.loadModel(got.name, got.files, true));
+      status.textContent = `${m.label}: opened from this browser's storage (no download).`;
+    } catch (err) {
+      showError(error, `Could not open ${m.label}: ${err.message}`);
+      status.textContent = '';
+    }
+  }
+
+  async function restoreWeights(w) {
+    try {
+      await app.engine.call('restore', { bytes: w.bytes });
+      app.trained = true;
+      document.dispatchEvent(new CustomEvent('weights-restored'));
+      status.textContent = `${w.label || w.name}: restored as the trained model.`;
+    } catch (err) {
+      showError(error, `Could not restore ${w.label || w.name}: ${err.message}`);
+    }
+  }
+
+  /** An inline rename: the label becomes an input; Enter saves, Escape cancels. */
+  function renamer(cell, current, save) {
+    const input = el('input', { value: current, 'data-testid': 'library-rename-input', size: 30 });
+    input.addEventListener('keydown', async (e) => {
+      if (e.key === 'Enter') {
+        await save(input.value.trim() || current);
+        refresh();
+      } else if (e.key === 'Escape') refresh();
+    });
+    cell.replaceChildren(input);
+    input.focus();
+    input.select();
+  }
+
+  function row(kind, label, size, when, actions) {
+    const name = el('td', { 'data-testid': 'library-label' }, label);
+    const tr = el('tr', { 'data-testid': 'library-row', dataset: { kind } },
+      name, el('td', {}, kind === 'model' ? 'model (Hub)' : 'trained weights'),
+      el('td', { 'data-testid': 'library-size' }, mb(size)), el('td', {}, new Date(when).toLocaleString()),
+      el('td', {}, ...actions(name)));
+    return tr;
+  }
+
+  async function refresh() {
+    const table = $('#library-table');
+    const rows = [];
+    for (const m of await listModels().catch(() => [])) {
+      rows.push(row('model', m.complete ? m.label : `${m.label} (partly downloaded)`, m.size, m.added, (cell) => [
+        el('button', { 'data-testid': 'library-open', onclick: () => (m.complete ? openEntry(m) : ($('#hub-id').value = `${m.id}@${m.revision}`)) }, m.complete ? 'Open' : 'Resume…'),
+        el('button', { 'data-testid': 'library-rename', onclick: () => renamer(cell, m.label, (l) => renameKept(m, l)) }, 'Rename'),
+        el('button', { 'data-testid': 'library-download', disabled: !m.complete, onclick: async () => {
+          const got = await openKept(m);
+          for (const f of got.files) download(f.name, f.bytes, 'application/octet-stream');
+        } }, 'Download'),
+        el('button', { 'data-testid': 'library-delete', onclick: async () => {
+          if (!confirm(`Delete ${m.label} (${mb(m.size)}) from this browser?`)) return;
+          await deleteKept(m);
+          refresh();
+        } }, 'Delete'),
+      ]));
+    }
+    for (const w of await weights.list().catch(() => [])) {
+      const label = w.label || `${w.model || 'model'}, trained ${new Date(w.saved).toLocaleString()}`;
+      rows.push(row('weights', label, w.bytes?.byteLength, w.saved, (cell) => [
+        el('button', { 'data-testid': 'library-open', title: `restore onto ${w.model || 'the model it was trained from'}`, onclick: () => restoreWeights(w) }, 'Restore'),
+        el('button', { 'data-testid': 'library-rename', onclick: () => renamer(cell, label, (l) => weights.rename(w.name, l)) }, 'Rename'),
+        el('button', { 'data-testid': 'library-download', onclick: () => download(`${(w.model || 'model').replace(/[^\w.-]+/g, '_')}-kto-${w.file || 'trained.safetensors'}`, w.bytes, 'application/octet-stream') }, 'Download'),
+        el('button', { 'data-testid': 'library-delete', onclick: async () => {
+          if (!confirm(`Delete ${label}?`)) return;
+          await weights.remove(w.name);
+          refresh();
+        } }, 'Delete'),
+      ]));
+    }
+    table.replaceChildren(
+      el('tr', {}, ...['name', 'kind', 'size', 'kept since', ''].map((h) => el('th', {}, h))),
+      ...rows,
+    );
+    $('#library-empty').hidden = rows.length > 0;
+    const est = await storageEstimate();
+    $('#storage-quota').textContent = est.quota != null
+      ? `This browser's storage for KTO Studio: ${mb(est.usage)} used of ${mb(est.quota)} it allows (${((100 * est.usage) / est.quota).toFixed(1)} %).`
+      : 'This browser does not report its storage quota.';
+  }
+  document.addEventListener('library-changed', refresh);
+  refresh();
+  return { refresh };
+}
