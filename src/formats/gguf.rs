@@ -367,10 +367,15 @@ impl<'a> Gguf<'a> {
 pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     let g = Gguf::parse(bytes)?;
     let arch = g.str("general.architecture").unwrap_or("").to_string();
+    if arch == "gpt2" {
+        let weights = load_gpt2(&g)?;
+        let name = g.str("general.name").unwrap_or("gguf model").to_string();
+        return Ok((weights, tokenizer(&g)?, name));
+    }
     if !["llama", "qwen2", "qwen3", "gemma3"].contains(&arch.as_str()) {
         return Err(format_err(format!(
             "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama 2/3.x, SmolLM, TinyLlama), qwen2, \
-             qwen3 and gemma3 GGUF files"
+             qwen3, gemma3 and gpt2 GGUF files"
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
@@ -492,6 +497,74 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     weights.validate()?;
     let name = g.str("general.name").unwrap_or("gguf model").to_string();
     Ok((weights, tokenizer(&g)?, name))
+}
+
+/// GPT-2 as llama.cpp's converter writes it: Conv1D weights transposed to `[out, in]`, the fused
+/// `attn_qkv` (q | k | v rows), learned positions, LayerNorms with biases.
+fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
+    let need = |k: &str| {
+        g.num(&format!("gpt2.{k}")).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no gpt2.{k}")))
+    };
+    let vocab = match g.meta.get("tokenizer.ggml.tokens") {
+        Some(Meta::Strs(t)) => t.len(),
+        _ => return Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
+    };
+    let n_heads = need("attention.head_count")?;
+    let mut c = ModelConfig {
+        arch: Arch::Gpt2,
+        dim: need("embedding_length")?,
+        hidden_dim: need("feed_forward_length")?,
+        n_layers: need("block_count")?,
+        n_heads,
+        n_kv_heads: n_heads,
+        vocab_size: vocab,
+        max_seq_len: need("context_length")?,
+        norm_eps: g.num("gpt2.attention.layer_norm_epsilon").unwrap_or(1e-5),
+        qkv_bias: true,
+        o_bias: true,
+        ..Default::default()
+    };
+    c.validate()?;
+    let (d, h) = (c.dim, c.hidden_dim);
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let t = |n: &str, s: &[usize]| g.tensor(&format!("blk.{i}.{n}"), s);
+        let qkv = t("attn_qkv.weight", &[3 * d, d])?;
+        let qkv_b = t("attn_qkv.bias", &[3 * d])?;
+        layers.push(LayerWeights {
+            attn_norm: t("attn_norm.weight", &[d])?,
+            attn_norm_bias: Some(t("attn_norm.bias", &[d])?),
+            wq: qkv[..d * d].to_vec(),
+            wk: qkv[d * d..2 * d * d].to_vec(),
+            wv: qkv[2 * d * d..].to_vec(),
+            bq: Some(qkv_b[..d].to_vec()),
+            bk: Some(qkv_b[d..2 * d].to_vec()),
+            bv: Some(qkv_b[2 * d..].to_vec()),
+            wo: t("attn_output.weight", &[d, d])?,
+            bo: Some(t("attn_output.bias", &[d])?),
+            ffn_norm: t("ffn_norm.weight", &[d])?,
+            ffn_norm_bias: Some(t("ffn_norm.bias", &[d])?),
+            w3: t("ffn_up.weight", &[h, d])?,
+            b3: Some(t("ffn_up.bias", &[h])?),
+            w2: t("ffn_down.weight", &[d, h])?,
+            b2: Some(t("ffn_down.bias", &[d])?),
+            ..Default::default()
+        });
+    }
+    let lm_head = g.tensor_opt("output.weight", &[vocab, d])?;
+    c.tied_embeddings = lm_head.is_none();
+    let weights = ModelWeights {
+        tok_emb: g.tensor("token_embd.weight", &[vocab, d])?,
+        pos_emb: Some(g.tensor("position_embd.weight", &[c.max_seq_len, d])?),
+        layers,
+        norm: g.tensor("output_norm.weight", &[d])?,
+        norm_bias: Some(g.tensor("output_norm.bias", &[d])?),
+        lm_head,
+        config: c,
+    };
+    g.check_all_read()?;
+    weights.validate()?;
+    Ok(weights)
 }
 
 fn token_list(g: &Gguf, key: &str) -> Result<Vec<String>> {

@@ -1,6 +1,6 @@
 """Some of the random family models (tests/golden/family) as GGUF files, written with llama.cpp's
 `gguf` package the way llama.cpp's convert_hf_to_gguf.py writes them: Llama Q/K permuted into
-adjacent RoPE pairs, Llama 3 RoPE scaling as the `rope_freqs` tensor of per-frequency divisors,
+adjacent RoPE pairs, GPT-2's Conv1D weights transposed (fused attn_qkv), Llama 3 RoPE scaling as the `rope_freqs` tensor of per-frequency divisors,
 linear scaling as metadata, Qwen2/Qwen3/Gemma 3 left in NEOX order, Gemma's RMSNorm weights stored
 as 1 + w, its layer types as `sliding_window_pattern` and local base as `rope.freq_base_swa`.
 Gemma models whose query_pre_attn_scalar is head_dim (as in every real Gemma 3 but the 27B, which
@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 FAMILY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "family")
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "gguf", "family")
-MODELS = ["llama_01", "qwen2_02", "qwen3_06", "rope_llama3_01", "rope_linear_04", "gemma3_01", "gemma3_02"]
+MODELS = ["gpt2_03", "llama_01", "qwen2_02", "qwen3_06", "rope_llama3_01", "rope_linear_04", "gemma3_01", "gemma3_02"]
 
 
 def permute(w, n_head):
@@ -52,10 +52,12 @@ def write(name):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     sd = {k: v.numpy() for k, v in model.state_dict().items()}
     mt = cfg.model_type
-    arch = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3"}[mt]
+    arch = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3", "gpt2": "gpt2"}[mt]
     path = os.path.join(OUT, f"{name}.gguf")
     w = GGUFWriter(path, arch=arch)
     w.add_name(f"kto-studio family {name}")
+    if mt == "gpt2":
+        return write_gpt2(w, cfg, sd, name, path)
     hd = cfg.head_dim
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
@@ -121,6 +123,53 @@ def write(name):
     w.write_tensors_to_file()
     w.close()
     print(name, arch, os.path.getsize(path))
+
+
+def byte_tokenizer(w, vocab):
+    from tokenizers import pre_tokenizers
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = alphabet + ["<|endoftext|>"] + [f"<|filler_{i}|>" for i in range(vocab - 257)]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([TokenType.NORMAL] * 256 + [TokenType.CONTROL] * (len(tokens) - 256))
+    w.add_eos_token_id(256)
+    w.add_bos_token_id(256)
+
+
+def write_gpt2(w, cfg, sd, name, path):
+    # convert_hf_to_gguf.GPT2Model: Conv1D weights transposed to [out, in], attn bias buffers dropped.
+    w.add_context_length(cfg.n_positions)
+    w.add_embedding_length(cfg.n_embd)
+    w.add_feed_forward_length(cfg.n_inner or 4 * cfg.n_embd)
+    w.add_block_count(cfg.n_layer)
+    w.add_head_count(cfg.n_head)
+    w.add_layer_norm_eps(cfg.layer_norm_epsilon)
+    byte_tokenizer(w, cfg.vocab_size)
+    names = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+             "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+    for k, v in sd.items():
+        if k.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        if k == "lm_head.weight":
+            if not cfg.tie_word_embeddings:
+                w.add_tensor("output.weight", v)
+            continue
+        top = {"transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight",
+               "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias"}
+        if k in top:
+            out = top[k]
+        else:
+            _, _, i, rest = k.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            out = f"blk.{i}.{names[module]}.{kind}"
+            if kind == "weight" and module.startswith(("attn.", "mlp.")):
+                v = v.T
+        w.add_tensor(out, np.ascontiguousarray(v.astype(np.float32)))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(name, "gpt2", os.path.getsize(path))
 
 
 def main():
