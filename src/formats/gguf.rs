@@ -503,7 +503,9 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
 /// `attn_qkv` (q | k | v rows), learned positions, LayerNorms with biases.
 fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
     let need = |k: &str| {
-        g.num(&format!("gpt2.{k}")).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no gpt2.{k}")))
+        g.num(&format!("gpt2.{k}"))
+            .map(|v| v as usize)
+            .ok_or_else(|| format_err(format!("GGUF metadata has no gpt2.{k}")))
     };
     let vocab = match g.meta.get("tokenizer.ggml.tokens") {
         Some(Meta::Strs(t)) => t.len(),
@@ -529,17 +531,9 @@ fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let t = |n: &str, s: &[usize]| g.tensor(&format!("blk.{i}.{n}"), s);
-        let qkv = t("attn_qkv.weight", &[3 * d, d])?;
-        let qkv_b = t("attn_qkv.bias", &[3 * d])?;
-        layers.push(LayerWeights {
+        let mut l = LayerWeights {
             attn_norm: t("attn_norm.weight", &[d])?,
             attn_norm_bias: Some(t("attn_norm.bias", &[d])?),
-            wq: qkv[..d * d].to_vec(),
-            wk: qkv[d * d..2 * d * d].to_vec(),
-            wv: qkv[2 * d * d..].to_vec(),
-            bq: Some(qkv_b[..d].to_vec()),
-            bk: Some(qkv_b[d..2 * d].to_vec()),
-            bv: Some(qkv_b[2 * d..].to_vec()),
             wo: t("attn_output.weight", &[d, d])?,
             bo: Some(t("attn_output.bias", &[d])?),
             ffn_norm: t("ffn_norm.weight", &[d])?,
@@ -549,7 +543,9 @@ fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
             w2: t("ffn_down.weight", &[d, h])?,
             b2: Some(t("ffn_down.bias", &[d])?),
             ..Default::default()
-        });
+        };
+        l.set_fused_qkv(&t("attn_qkv.weight", &[3 * d, d])?, &t("attn_qkv.bias", &[3 * d])?, d);
+        layers.push(l);
     }
     let lm_head = g.tensor_opt("output.weight", &[vocab, d])?;
     c.tied_embeddings = lm_head.is_none();

@@ -512,15 +512,9 @@ fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
         // Conv1D stores [in, out]; c_attn's output is q | k | v.
         let attn = transpose(&t.take(&format!("{l}attn.c_attn.weight"), &[d, 3 * d])?, d, 3 * d);
         let attn_b = t.take(&format!("{l}attn.c_attn.bias"), &[3 * d])?;
-        layers.push(LayerWeights {
+        let mut layer = LayerWeights {
             attn_norm: t.take(&format!("{l}ln_1.weight"), &[d])?,
             attn_norm_bias: Some(t.take(&format!("{l}ln_1.bias"), &[d])?),
-            wq: attn[..d * d].to_vec(),
-            wk: attn[d * d..2 * d * d].to_vec(),
-            wv: attn[2 * d * d..].to_vec(),
-            bq: Some(attn_b[..d].to_vec()),
-            bk: Some(attn_b[d..2 * d].to_vec()),
-            bv: Some(attn_b[2 * d..].to_vec()),
             wo: transpose(&t.take(&format!("{l}attn.c_proj.weight"), &[d, d])?, d, d),
             bo: Some(t.take(&format!("{l}attn.c_proj.bias"), &[d])?),
             ffn_norm: t.take(&format!("{l}ln_2.weight"), &[d])?,
@@ -531,7 +525,9 @@ fn load_gpt2(mut c: ModelConfig, t: &mut TensorMap) -> Result<ModelWeights> {
             w2: transpose(&t.take(&format!("{l}mlp.c_proj.weight"), &[h, d])?, h, d),
             b2: Some(t.take(&format!("{l}mlp.c_proj.bias"), &[d])?),
             ..Default::default()
-        });
+        };
+        layer.set_fused_qkv(&attn, &attn_b, d);
+        layers.push(layer);
     }
     let lm_head = t.take_opt("lm_head.weight", &[v, d])?;
     c.tied_embeddings = lm_head.is_none();

@@ -322,6 +322,17 @@ pub struct LayerWeights {
 }
 
 impl LayerWeights {
+    /// Set q, k and v (and their biases) from a fused `[q | k | v]` projection: `w` `[3d, d]`
+    /// row-major, `b` `[3d]` (GPT-2's `c_attn`, llama.cpp's `attn_qkv`).
+    pub fn set_fused_qkv(&mut self, w: &[f32], b: &[f32], d: usize) {
+        self.wq = w[..d * d].to_vec();
+        self.wk = w[d * d..2 * d * d].to_vec();
+        self.wv = w[2 * d * d..].to_vec();
+        self.bq = Some(b[..d].to_vec());
+        self.bk = Some(b[d..2 * d].to_vec());
+        self.bv = Some(b[2 * d..].to_vec());
+    }
+
     /// The arrays in llama2.c's file order (each stored for all layers before the next).
     pub fn arrays(&self) -> [&[f32]; 9] {
         [&self.attn_norm, &self.wq, &self.wk, &self.wv, &self.wo, &self.ffn_norm, &self.w1, &self.w2, &self.w3]

@@ -62,11 +62,16 @@ test('a Hub model downloads with progress, resumes, and reopens from OPFS offlin
       const text = await page.evaluate(() => window.ktoStudio.app.engine.call('generate',
         { prompt: 'Once', n: 1, sampling: { temperature: 0, max_tokens: 4, top_k: 0, top_p: 1, seed: 1, stop: [] }, which: 'base', chat: false }));
       assert.equal(text.length, 1);
+      const pageBefore0 = seen.length;
 
-      // Reload: the library lists it with its size; opening it makes no request at all.
+      // Reload: the page reopens it from OPFS by itself, and the library lists it with its size;
+      // opening it again from there makes no request at all.
+      const hubBefore = hub.requests.length;
       await page.reload();
       await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
-      const hubBefore = hub.requests.length;
+      assert.equal(await page.textContent('[data-testid=model-name]'), REPO, 'the reload reopened the Hub model');
+      assert.equal(hub.requests.length, hubBefore, 'reopening after the reload asked the Hub nothing');
+      assert.ok(seen.slice(pageBefore0).every((r) => r.url.startsWith(env.origin)), 'the reload fetched only the app itself');
       const pageBefore = seen.length;
       await page.waitForSelector('[data-testid=library-row][data-kind=model]');
       assert.equal(await page.textContent('[data-testid=library-row][data-kind=model] [data-testid=library-label]'), REPO);

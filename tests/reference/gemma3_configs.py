@@ -27,8 +27,7 @@ def main():
     torch.set_default_dtype(torch.float32)
     rng = random.Random(271828)
     tokenizer = rc.byte_tokenizer()
-    with open(os.path.join(rc.OUT, "index.json")) as f:
-        index = [n for n in json.load(f) if not n.startswith("gemma3_")]
+    index = rc.read_index(("gemma3_",))
     for i in range(6):
         c = rc.draw(rng, "llama", i)
         c["arch"] = "gemma3"
@@ -62,20 +61,12 @@ def main():
                     p.copy_(0.5 * torch.randn_like(p))
         model = model.to(getattr(torch, c["dtype"]))
         name = f"gemma3_{i:02d}"
-        folder = os.path.join(rc.OUT, name)
-        shutil.rmtree(folder, ignore_errors=True)
-        rc.save(model, tokenizer, folder)
-        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+        golden, ref_model = rc.add_member(name, model, tokenizer, c, rng, "tests/reference/gemma3_configs.py", attn_implementation="eager")
         assert type(ref_model).__name__ == "Gemma3ForCausalLM", type(ref_model)
-        probe, texts = rc.reference(ref_model, c["vocab"], rng)
-        golden = {"generated_by": "tests/reference/gemma3_configs.py", "config": c, "probe": probe, "texts": texts,
-                  "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
-        with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
-            json.dump(golden, f, ensure_ascii=False)
+        rc.write_golden(name, golden)
         index.append(name)
         print(name, json.dumps(c))
-    with open(os.path.join(rc.OUT, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
+    rc.write_index(index)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,34 @@ def reference(model, vocab, rng):
     return probe, out
 
 
+def add_member(name, model, tokenizer, c, rng, generated_by, **load_kwargs):
+    """Save `model` as family member `name` with its reference.json (transformers' logits of the saved
+    folder, loaded in float32 as a user would load it); returns the golden dict and the reference model."""
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    save(model, tokenizer, folder)
+    ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **load_kwargs).eval()
+    probe, texts = reference(ref_model, c["vocab"], rng)
+    golden = {"generated_by": generated_by, "config": c, "probe": probe, "texts": texts,
+              "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
+    return golden, ref_model
+
+
+def write_golden(name, golden):
+    with open(os.path.join(OUT, name, "reference.json"), "w", encoding="utf-8") as f:
+        json.dump(golden, f, ensure_ascii=False)
+
+
+def read_index(drop_prefixes=()):
+    with open(os.path.join(OUT, "index.json")) as f:
+        return [n for n in json.load(f) if not n.startswith(tuple(drop_prefixes))]
+
+
+def write_index(index):
+    with open(os.path.join(OUT, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+
+
 def trl_logps(folder, tokenizer):
     """TRL 1.16 KTOTrainer's step-0 per-row summed log-probs (main and KL) of a small dataset."""
     from datasets import Dataset
@@ -202,25 +230,19 @@ def main():
             c = draw(rng, arch, i)
             model = build(c, seed=len(index))
             folder = os.path.join(OUT, name)
-            save(model, tokenizer, folder)
             # The reference is the saved folder loaded in float32, as a user would load it (casting the
             # in-memory model back would keep RoPE's inv_freq buffer rounded to the file's dtype).
-            ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-            probe, texts = reference(ref_model, c["vocab"], rng)
-            golden = {"generated_by": "tests/reference/random_configs.py", "config": c, "probe": probe, "texts": texts,
-                      "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
+            golden, ref_model = add_member(name, model, tokenizer, c, rng, "tests/reference/random_configs.py")
             if name in TRL_SUBSET:
                 ref_model.save_pretrained(tmp := tempfile.mkdtemp(), safe_serialization=True)
                 tokenizer.save_pretrained(tmp)
                 golden["trl"] = trl_logps(tmp, tokenizer)
                 golden["versions"]["trl"] = __import__("trl").__version__
-            with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
-                json.dump(golden, f, ensure_ascii=False)
+            write_golden(name, golden)
             size = os.path.getsize(os.path.join(folder, "model.safetensors"))
             index.append(name)
             print(name, json.dumps(c), f"{size / 1024:.0f} KiB", file=sys.stderr)
-    with open(os.path.join(OUT, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
+    write_index(index)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,7 @@ def main():
     torch.set_default_dtype(torch.float32)
     rng = random.Random(31415)
     tokenizer = rc.byte_tokenizer()
-    with open(os.path.join(rc.OUT, "index.json")) as f:
-        index = [n for n in json.load(f) if not n.startswith(("rope_", "qwen3_"))]
+    index = rc.read_index(("rope_", "qwen3_"))
     plan = [("llama3", 8.0, 32), ("llama3", 32.0, 16), ("llama3", 8.0, 16), ("linear", 2.0, None), ("linear", 4.0, None),
             ("qwen3", None, None), ("qwen3", None, None), ("qwen3", None, None), ("qwen3", None, None)]
     for i, (kind, factor, original) in enumerate(plan):
@@ -54,19 +53,11 @@ def main():
                 elif pname.endswith("bias"):
                     p.copy_(0.2 * torch.randn_like(p))
         model = model.to(getattr(torch, c["dtype"]))
-        folder = os.path.join(rc.OUT, name)
-        shutil.rmtree(folder, ignore_errors=True)
-        rc.save(model, tokenizer, folder)
-        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-        probe, texts = rc.reference(ref_model, c["vocab"], rng)
-        golden = {"generated_by": "tests/reference/rope_configs.py", "config": c, "probe": probe, "texts": texts,
-                  "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
-        with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
-            json.dump(golden, f, ensure_ascii=False)
+        golden, ref_model = rc.add_member(name, model, tokenizer, c, rng, "tests/reference/rope_configs.py")
+        rc.write_golden(name, golden)
         index.append(name)
         print(name, json.dumps(c))
-    with open(os.path.join(rc.OUT, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
+    rc.write_index(index)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ async function boot() {
     await app.initBackend(choice);
     views.train.renderSettings(await app.engine.call('settings'));
     views.explainer.useSettings(app.settings.values);
-    views.model.render(await app.loadBuiltin());
+    // The model of the last visit when it came from the Hub (kept in OPFS: no request), else the built-in.
+    if (!(await views.library.reopenLast())) views.model.render(await app.loadBuiltin());
     await app.loadJudge();
   } catch (e) {
     views.model.showError(e);

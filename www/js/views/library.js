@@ -38,6 +38,7 @@ export function initLibraryView(app, modelView) {
       });
       status.textContent = `downloaded ${got.entry.files.length} files (${mb(bar.max)}); opening…`;
       modelView.render(await app.loadModel(got.name, got.files, true));
+      await settings.set('lastHubModel', { folder: got.entry.folder, sha: got.entry.sha });
       status.textContent = `${got.entry.label}: kept in this browser, opens again without a connection.`;
     } catch (err) {
       showError(error, `Could not open ${spec} from the Hub: ${err.message}`);
@@ -55,12 +56,29 @@ export function initLibraryView(app, modelView) {
     try {
       const got = await openKept(m);
       modelView.render(await app.loadModel(got.name, got.files, true));
+      await settings.set('lastHubModel', { folder: m.folder, sha: m.sha });
       status.textContent = `${m.label}: opened from this browser's storage (no download).`;
+      return true;
     } catch (err) {
       showError(error, `Could not open ${m.label}: ${err.message}`);
       status.textContent = '';
+      return false;
     }
   }
+
+  /** At start-up: reopen the Hub model the last visit had open, if it is still kept. */
+  async function reopenLast() {
+    const last = await settings.get('lastHubModel', null);
+    if (!last) return false;
+    const m = (await listModels().catch(() => [])).find((e) => e.folder === last.folder && e.sha === last.sha && e.complete);
+    if (!m) {
+      await settings.set('lastHubModel', null);
+      return false;
+    }
+    return openEntry(m);
+  }
+  // Any other model (built-in, files) replaces it for the next visit too.
+  document.addEventListener('model-opened-elsewhere', () => settings.set('lastHubModel', null));
 
   async function restoreWeights(w) {
     try {
@@ -110,6 +128,8 @@ export function initLibraryView(app, modelView) {
         el('button', { 'data-testid': 'library-delete', onclick: async () => {
           if (!confirm(`Delete ${m.label} (${mb(m.size)}) from this browser?`)) return;
           await deleteKept(m);
+          const last = await settings.get('lastHubModel', null);
+          if (last?.folder === m.folder && last?.sha === m.sha) await settings.set('lastHubModel', null);
           refresh();
         } }, 'Delete'),
       ]));
@@ -139,5 +159,5 @@ export function initLibraryView(app, modelView) {
   }
   document.addEventListener('library-changed', refresh);
   refresh();
-  return { refresh };
+  return { refresh, reopenLast };
 }

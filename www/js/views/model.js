@@ -16,6 +16,7 @@ export function initModelView(app) {
     try {
       const read = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: await f.arrayBuffer() })));
       render(await app.loadModel(name, read, !!folder));
+      document.dispatchEvent(new CustomEvent('model-opened-elsewhere'));
     } catch (e) {
       showError(error, `Could not open ${name}: ${e.message}`);
       if (app.modelInfo) render(app.modelInfo);
@@ -41,7 +42,10 @@ export function initModelView(app) {
 
   $('#model-files').addEventListener('change', (e) => fromFiles(e.target.files));
   $('#model-folder').addEventListener('change', (e) => fromFiles(e.target.files));
-  $('#load-builtin').addEventListener('click', () => app.loadBuiltin().then(render, (e) => showError(error, e)));
+  $('#load-builtin').addEventListener('click', () => app.loadBuiltin().then((m) => {
+    render(m);
+    document.dispatchEvent(new CustomEvent('model-opened-elsewhere'));
+  }, (e) => showError(error, e)));
   const drop = $('#model-drop');
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
