@@ -100,6 +100,25 @@ test('a Hub model downloads with progress, resumes, and reopens from OPFS offlin
       });
       assert.deepEqual(left, [], 'nothing of the model is left in OPFS');
 
+      // Not enough space: the origin's quota (set through DevTools: the browser itself refuses the
+      // write) is below what the model needs. A clear message; the files that fit are kept, and once
+      // space is back the download finishes fetching only what is missing.
+      const cdp = await env.context.newCDPSession(page);
+      const usage = await page.evaluate(async () => (await navigator.storage.estimate()).usage);
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin: env.origin, quotaSize: usage + 50_000 });
+      await page.fill('[data-testid=hub-id]', REPO);
+      await page.click('[data-testid=hub-open]');
+      await page.waitForSelector('[data-testid=hub-error]:not([hidden])');
+      assert.match(await page.textContent('[data-testid=hub-error]'),
+        /(refused space for model\.safetensors|allows KTO Studio only).*Delete models you no longer need/);
+      await page.waitForFunction(() => /partly downloaded/.test(document.querySelector('[data-testid=library-row][data-kind=model] [data-testid=library-label]')?.textContent || ''));
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin: env.origin });
+      const beforeRetry = hub.requests.length;
+      await page.click('[data-testid=hub-open]');
+      await page.waitForFunction(() => /kept in this browser/.test(document.querySelector('[data-testid=hub-status]').textContent), null, { timeout: 60_000 });
+      assert.deepEqual(hub.requests.slice(beforeRetry).map((r) => r.path),
+        [`/api/models/${REPO}/revision/main`, file('model.safetensors')], 'only the refused file is fetched again');
+
       // A clear error for an id the Hub does not have.
       await page.fill('[data-testid=hub-id]', 'kto-test/missing');
       await page.click('[data-testid=hub-open]');

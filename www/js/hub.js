@@ -79,7 +79,6 @@ export async function fetchModel(engine, spec, endpoint, progress = () => {}) {
     label: prior?.label || plan.id + (plan.revision !== 'main' ? `@${plan.revision}` : ''),
     files: plan.files.map((f) => ({ name: f.name, size: f.size })), complete: false, added: prior?.added || Date.now(),
   };
-  await writeFile(dir, MANIFEST, JSON.stringify(entry));
   const sizes = plan.files.map((f) => f.size || 0);
   const overallTotal = sizes.reduce((a, b) => a + b, 0);
   let before = 0;
@@ -88,8 +87,12 @@ export async function fetchModel(engine, spec, endpoint, progress = () => {}) {
   const missing = plan.files.reduce((s, f, i) => s + Math.max(0, (f.size || 0) - have[i]), 0);
   const est = await storageEstimate();
   if (est.quota != null && est.usage != null && missing > est.quota - est.usage) {
-    throw new Error(quotaMessage(`${plan.id}`, missing, est));
+    if (!prior) await deleteKept(entry).catch(() => {});
+    throw new Error(`${plan.id} needs ${mb(missing)} more, but this browser allows KTO Studio only `
+      + `${mb(Math.max(0, est.quota - est.usage))} more (${mb(est.usage)} of ${mb(est.quota)} in use). Delete models you no `
+      + 'longer need from the library below, or free disk space, then open it again.');
   }
+  await writeFile(dir, MANIFEST, JSON.stringify(entry));
   for (const [i, f] of plan.files.entries()) {
     await downloadFile(dir, f, (done, total, note) => progress({ file: f.name, done, total, overall: before + done, overallTotal, note }));
     before += sizes[i] || (await sizeOf(dir, flat(f.name)));
