@@ -162,3 +162,88 @@ fn a_hub_model_downloads_once_resumes_and_opens_offline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not in the cache"), "{out:?}");
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// The plan, on listings real repos have: a single-file model, a sharded one, a GGUF repo with one
+/// file or several (named with `:file`), and what cannot be opened, each with its reason.
+#[test]
+fn the_hub_plan_picks_what_a_model_needs() {
+    use kto_studio::hub::{Listing, Plan, RepoRef, plan};
+    let listing = |files: &[&str]| {
+        let siblings: Vec<Value> = files.iter().map(|f| serde_json::json!({ "rfilename": f, "size": 10 })).collect();
+        Listing::parse(serde_json::json!({ "sha": "0123abcd", "siblings": siblings }).to_string().as_bytes()).unwrap()
+    };
+    let repo = |s: &str| RepoRef::parse(s).unwrap();
+    let hf = [
+        "README.md",
+        ".gitattributes",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "onnx/model.onnx",
+        "chat_template.jinja",
+    ];
+    assert_eq!(
+        plan(&listing(&hf), &repo("hf:Qwen/Qwen3-0.6B")).unwrap(),
+        ["config.json", "tokenizer_config.json", "chat_template.jinja", "tokenizer.json", "model.safetensors"]
+    );
+    let sharded = [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors.index.json",
+        "model-00002-of-00002.safetensors",
+        "model-00001-of-00002.safetensors",
+        "consolidated.safetensors",
+    ];
+    assert_eq!(
+        plan(&listing(&sharded), &repo("a/b")).unwrap(),
+        [
+            "config.json",
+            "tokenizer.json",
+            "model.safetensors.index.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors"
+        ]
+    );
+    assert_eq!(plan(&listing(&["x.Q4_K_M.gguf", "README.md"]), &repo("a/b-GGUF")).unwrap(), ["x.Q4_K_M.gguf"]);
+    let many = listing(&["x.Q4_K_M.gguf", "x.Q8_0.gguf"]);
+    let err = plan(&many, &repo("a/b-GGUF")).unwrap_err().to_string();
+    assert!(err.contains("name one") && err.contains("x.Q8_0.gguf") && err.contains("hf:a/b-GGUF@main:FILE"), "{err}");
+    assert_eq!(plan(&many, &repo("a/b-GGUF@v2:x.Q8_0.gguf")).unwrap(), ["x.Q8_0.gguf"]);
+    let err =
+        plan(&listing(&["config.json", "tokenizer.json", "pytorch_model.bin"]), &repo("a/b")).unwrap_err().to_string();
+    assert!(err.contains("not PyTorch .bin"), "{err}");
+    let err =
+        plan(&listing(&["config.json", "model.safetensors", "vocab.json", "merges.txt"]), &repo("a/b")).unwrap_err();
+    assert!(err.to_string().contains("no tokenizer.json"), "{err}");
+    let err = plan(&listing(&["README.md"]), &repo("a/b")).unwrap_err().to_string();
+    assert!(err.contains("neither a Hugging Face model"), "{err}");
+
+    // Ids, revisions and files: what is accepted and the URLs made of it.
+    let r = repo("hf:owner/name@refs/pr/3:sub/dir/m.gguf");
+    assert_eq!(
+        (r.id.as_str(), r.revision.as_str(), r.file.as_deref()),
+        ("owner/name", "refs/pr/3", Some("sub/dir/m.gguf"))
+    );
+    assert_eq!(r.listing_url("http://h/"), "http://h/api/models/owner/name/revision/refs%2Fpr%2F3");
+    assert_eq!(r.file_url("http://h", "abc", "sub/dir/m q.gguf"), "http://h/owner/name/resolve/abc/sub/dir/m%20q.gguf");
+    for bad in ["", "hf:", "justname", "a/b/c", "../x/y", "a/b@..", "a/b:../../etc/passwd", "a b/c", "hf:a/.b"] {
+        assert!(RepoRef::parse(bad).is_err(), "{bad:?} was accepted");
+    }
+    // Listings that are not one: a Hub error, no commit, an odd commit, no files.
+    for (body, says) in [
+        (r#"{"error":"Repository not found"}"#, "the Hub says"),
+        (r#"{"siblings":[]}"#, "no commit"),
+        (r#"{"sha":"../x","siblings":[]}"#, "odd commit"),
+        (r#"{"sha":"abc"}"#, "no files"),
+        ("<html>", "not the JSON"),
+    ] {
+        let err = Listing::parse(body.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(says), "{body}: {err}");
+    }
+    let p = Plan::new(&repo("a/b"), "http://h", &listing(&hf)).unwrap();
+    assert_eq!((p.sha.as_str(), p.folder.as_str(), p.files.len()), ("0123abcd", "models--a--b", 5));
+    assert!(p.files.iter().all(|f| f.url.starts_with("http://h/a/b/resolve/0123abcd/") && f.size == Some(10)));
+}
