@@ -2,7 +2,9 @@
 //! (PyTorch layout, `[out, in]`) so the model itself never knows where its weights came from.
 
 pub mod gguf;
+mod gguf_model;
 pub mod hf;
+mod hf_config;
 pub mod kquants;
 pub mod llama2c;
 pub mod peft;
