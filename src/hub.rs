@@ -207,6 +207,25 @@ pub fn plan(listing: &Listing, repo: &RepoRef) -> Result<Vec<String>> {
     }
 }
 
+/// What to do with a listing: fetch a plan, or let the user pick one of several GGUF files (a
+/// GGUF repo usually holds one per quantization: Q4_K_M, Q5_K_M, Q8_0...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Next {
+    Plan(Plan),
+    Choose { id: String, revision: String, files: Vec<(String, Option<u64>)> },
+}
+
+/// The plan, or the GGUF files to choose from when the repo holds several and none was named.
+pub fn next(repo: &RepoRef, endpoint: &str, listing: &Listing) -> Result<Next> {
+    let ggufs: Vec<(String, Option<u64>)> =
+        listing.files.iter().filter(|(f, _)| f.to_lowercase().ends_with(".gguf")).cloned().collect();
+    if repo.file.is_none() && !listing.has("config.json") && ggufs.len() > 1 {
+        return Ok(Next::Choose { id: repo.id.clone(), revision: repo.revision.clone(), files: ggufs });
+    }
+    Plan::new(repo, endpoint, listing).map(Next::Plan)
+}
+
 /// The cache key of a downloaded file: the Hub's ETag without quotes or the weak-validator prefix
 /// (for large files the sha256 of the content), as `huggingface_hub` names its blobs.
 pub fn blob_name(etag: &str) -> Option<String> {

@@ -252,10 +252,11 @@ pub fn hub_listing(spec: &str, endpoint: &str) -> Result<JsValue, JsError> {
     to_js(&serde_json::json!({ "id": repo.id, "revision": repo.revision, "file": repo.file, "url": url }))
 }
 
-/// The Hub's listing (JSON text) → the download plan (`crate::hub::Plan`).
+/// The Hub's listing (JSON text) → `{ kind: 'plan', ...crate::hub::Plan }` or, for a repo of
+/// several GGUF files and none named, `{ kind: 'choose', id, revision, files: [[name, size]] }`.
 #[wasm_bindgen]
 pub fn hub_plan(spec: &str, endpoint: &str, listing: &str) -> Result<JsValue, JsError> {
     let repo = crate::hub::RepoRef::parse(spec).map_err(js_err)?;
     let listing = crate::hub::Listing::parse(listing.as_bytes()).map_err(js_err)?;
-    to_js(&crate::hub::Plan::new(&repo, endpoint, &listing).map_err(js_err)?)
+    to_js(&crate::hub::next(&repo, endpoint, &listing).map_err(js_err)?)
 }

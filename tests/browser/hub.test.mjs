@@ -5,6 +5,8 @@
 // is recorded: only GETs of the listing and the model's files, to the Hub, and nothing else leaves.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHub } from '../hub/server.mjs';
 import { openApp, withBrowser, ROOT } from './harness.mjs';
@@ -12,7 +14,14 @@ import { openApp, withBrowser, ROOT } from './harness.mjs';
 const REPO = 'kto-test/tiny-qwen3';
 
 test('a Hub model downloads with progress, resumes, and reopens from OPFS offline', { timeout: 300_000 }, async () => {
-  const hub = await startHub({ repos: { [REPO]: join(ROOT, 'tests/golden/family/qwen3_05') }, cut: 'model.safetensors' });
+  // A GGUF repo as people publish them: one file per quantization (here two family models as GGUF).
+  const ggufRepo = mkdtempSync(join(tmpdir(), 'kto-hub-gguf-'));
+  copyFileSync(join(ROOT, 'tests/golden/gguf/family/gpt2_03.gguf'), join(ggufRepo, 'tiny.Q8_0.gguf'));
+  copyFileSync(join(ROOT, 'tests/golden/gguf/family/qwen3_06.gguf'), join(ggufRepo, 'tiny.Q4_K_M.gguf'));
+  const hub = await startHub({
+    repos: { [REPO]: join(ROOT, 'tests/golden/family/qwen3_05'), 'kto-test/tiny-GGUF': ggufRepo },
+    cut: 'model.safetensors',
+  });
   try {
     await withBrowser({ webgpu: false }, 'hub', async (env) => {
       const { page } = env;
@@ -118,6 +127,19 @@ test('a Hub model downloads with progress, resumes, and reopens from OPFS offlin
       await page.waitForFunction(() => /kept in this browser/.test(document.querySelector('[data-testid=hub-status]').textContent), null, { timeout: 60_000 });
       assert.deepEqual(hub.requests.slice(beforeRetry).map((r) => r.path),
         [`/api/models/${REPO}/revision/main`, file('model.safetensors')], 'only the refused file is fetched again');
+
+      // A GGUF repo of several quantizations: the page lists them (Q4_K_M first) and opens the one picked.
+      await page.fill('[data-testid=hub-id]', 'kto-test/tiny-GGUF');
+      await page.click('[data-testid=hub-open]');
+      await page.waitForSelector('[data-testid=hub-choice]:not([hidden])');
+      assert.deepEqual(await page.$$eval('[data-testid=hub-file] option', (os) => os.map((o) => o.value)), ['tiny.Q4_K_M.gguf', 'tiny.Q8_0.gguf']);
+      await page.selectOption('[data-testid=hub-file]', 'tiny.Q8_0.gguf');
+      await page.click('[data-testid=hub-choice-open]');
+      await page.waitForFunction(() => document.querySelector('[data-testid=model-family]')?.textContent === 'GPT-2', null, { timeout: 60_000 });
+      const ggufSha = hub.commitOf('kto-test/tiny-GGUF');
+      assert.deepEqual(hub.requests.slice(-3).map((r) => r.path), [
+        '/api/models/kto-test/tiny-GGUF/revision/main', '/api/models/kto-test/tiny-GGUF/revision/main',
+        `/kto-test/tiny-GGUF/resolve/${ggufSha}/tiny.Q8_0.gguf`]);
 
       // A clear error for an id the Hub does not have.
       await page.fill('[data-testid=hub-id]', 'kto-test/missing');

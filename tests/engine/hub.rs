@@ -212,6 +212,17 @@ fn the_hub_plan_picks_what_a_model_needs() {
     let err = plan(&many, &repo("a/b-GGUF")).unwrap_err().to_string();
     assert!(err.contains("name one") && err.contains("x.Q8_0.gguf") && err.contains("hf:a/b-GGUF@main:FILE"), "{err}");
     assert_eq!(plan(&many, &repo("a/b-GGUF@v2:x.Q8_0.gguf")).unwrap(), ["x.Q8_0.gguf"]);
+    // The page asks which quantization instead of failing; a named one, or a model folder, is a plan.
+    use kto_studio::hub::{Next, next};
+    match next(&repo("a/b-GGUF"), "http://h", &many).unwrap() {
+        Next::Choose { id, files, .. } => {
+            assert_eq!(id, "a/b-GGUF");
+            assert_eq!(files.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), ["x.Q4_K_M.gguf", "x.Q8_0.gguf"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(next(&repo("a/b-GGUF:x.Q8_0.gguf"), "http://h", &many).unwrap(), Next::Plan(_)));
+    assert!(matches!(next(&repo("a/b"), "http://h", &listing(&hf)).unwrap(), Next::Plan(_)));
     let err =
         plan(&listing(&["config.json", "tokenizer.json", "pytorch_model.bin"]), &repo("a/b")).unwrap_err().to_string();
     assert!(err.contains("not PyTorch .bin"), "{err}");

@@ -56,7 +56,8 @@ function isQuotaError(e) {
 
 /**
  * Download (or finish downloading) `spec` from `endpoint` into OPFS and return what the engine
- * needs to open it: { name, files: [{name, bytes}], entry }. `progress({file, done, total, overall, overallTotal, note})`.
+ * needs to open it: { name, files: [{name, bytes}], entry } — or { choose: { id, revision, files } }
+ * when the repo holds several GGUF files and `spec` names none (ask, then call again with `:file`). `progress({file, done, total, overall, overallTotal, note})`.
  */
 export async function fetchModel(engine, spec, endpoint, progress = () => {}) {
   const where = await engine.call('hubListing', { spec, endpoint });
@@ -72,10 +73,12 @@ export async function fetchModel(engine, spec, endpoint, progress = () => {}) {
   if (res.status === 404) throw new Error(`the Hub has no model ${where.id} at revision ${where.revision}`);
   if (!res.ok) throw new Error(`the Hub answered HTTP ${res.status} for ${where.id}`);
   const plan = await engine.call('hubPlan', { spec, endpoint, listing: await res.text() });
+  // Several GGUF files (one per quantization) and none named: the caller asks which.
+  if (plan.kind === 'choose') return { choose: plan };
   const dir = await snapshotDir(plan.folder, plan.sha, true);
   const prior = await readJson(dir, MANIFEST);
   const entry = {
-    id: plan.id, revision: plan.revision, sha: plan.sha, folder: plan.folder,
+    id: plan.id, revision: plan.revision, sha: plan.sha, folder: plan.folder, spec,
     label: prior?.label || plan.id + (plan.revision !== 'main' ? `@${plan.revision}` : ''),
     files: plan.files.map((f) => ({ name: f.name, size: f.size })), complete: false, added: prior?.added || Date.now(),
   };

@@ -34,7 +34,8 @@
 //   lossCurve { r: number[], z, loss: {beta, desirable_weight, undesirable_weight, loss_type} }
 //                                                           -> { desirable: number[], undesirable: number[] }
 //   hubListing { spec, endpoint }                           -> { id, revision, file, url } (what to GET to list a Hub model)
-//   hubPlan   { spec, endpoint, listing: string }           -> { id, revision, sha, folder, files: [{ name, size, url }] }
+//   hubPlan   { spec, endpoint, listing: string }           -> { kind: 'plan', id, revision, sha, folder, files: [{ name, size, url }] }
+//                                                              or { kind: 'choose', id, revision, files: [[name, size]] } (several GGUFs)
 //   bench     { steps, batch, seqLen, genTokens, loraRank, chat } -> the engine's benchmark (src/bench.rs) on the loaded model
 // Replies (worker -> page): { id, type: 'result', value } or { id, type: 'error', message, fatal }.
 // `fatal` means the wasm instance trapped (a bug): the client restarts the worker.

@@ -36,6 +36,11 @@ export function initLibraryView(app, modelView) {
         const pct = p.total ? ` ${Math.floor((100 * p.done) / p.total)}%` : '';
         status.textContent = `${p.file}${pct} (${mb(p.done)} of ${mb(p.total)})${p.note ? ` — ${p.note}` : ''}`;
       });
+      if (got.choose) {
+        offerChoice(got.choose);
+        bar.hidden = true;
+        return;
+      }
       status.textContent = `downloaded ${got.entry.files.length} files (${mb(bar.max)}); opening…`;
       modelView.render(await app.loadModel(got.name, got.files, true));
       await settings.set('lastHubModel', { folder: got.entry.folder, sha: got.entry.sha });
@@ -49,6 +54,22 @@ export function initLibraryView(app, modelView) {
     }
   }
   $('#hub-form').addEventListener('submit', openHub);
+
+  /** A GGUF repo holds one file per quantization: list them (Q4_K_M preselected: the usual
+   *  size/quality trade-off) and open the one picked. */
+  function offerChoice({ id, revision, files }) {
+    const select = $('#hub-file');
+    const rank = (n) => (/q4_k_m/i.test(n) ? 0 : /q5_k_m/i.test(n) ? 1 : /q8_0/i.test(n) ? 2 : 3);
+    const sorted = [...files].sort((a, b) => rank(a[0]) - rank(b[0]) || a[0].localeCompare(b[0]));
+    select.replaceChildren(...sorted.map(([name, size]) => el('option', { value: name }, `${name} (${mb(size)})`)));
+    $('#hub-choice').hidden = false;
+    status.textContent = `${id} holds ${files.length} GGUF files (one per quantization): pick one.`;
+    $('#hub-choice-open').onclick = () => {
+      $('#hub-choice').hidden = true;
+      $('#hub-id').value = `${id}${revision !== 'main' ? `@${revision}` : ''}:${select.value}`;
+      $('#hub-form').requestSubmit();
+    };
+  }
 
   async function openEntry(m) {
     showError(error, null);
@@ -119,7 +140,7 @@ export function initLibraryView(app, modelView) {
     const rows = [];
     for (const m of await listModels().catch(() => [])) {
       rows.push(row('model', m.complete ? m.label : `${m.label} (partly downloaded)`, m.size, m.added, (cell) => [
-        el('button', { 'data-testid': 'library-open', onclick: () => (m.complete ? openEntry(m) : ($('#hub-id').value = `${m.id}@${m.revision}`)) }, m.complete ? 'Open' : 'Resume…'),
+        el('button', { 'data-testid': 'library-open', onclick: () => (m.complete ? openEntry(m) : ($('#hub-id').value = m.spec || `${m.id}@${m.revision}`)) }, m.complete ? 'Open' : 'Resume…'),
         el('button', { 'data-testid': 'library-rename', onclick: () => renamer(cell, m.label, (l) => renameKept(m, l)) }, 'Rename'),
         el('button', { 'data-testid': 'library-download', disabled: !m.complete, onclick: async () => {
           const got = await openKept(m);
