@@ -16,28 +16,44 @@ use crate::tokenizer::{HfTokenizer, Llama2cTokenizer, Tokenizer};
 pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     let g = Gguf::parse(bytes)?;
     let arch = g.str("general.architecture").unwrap_or("").to_string();
-    if arch == "gpt2" {
-        let weights = load_gpt2(&g)?;
-        let name = g.str("general.name").unwrap_or("gguf model").to_string();
-        return Ok((weights, tokenizer(&g)?, name));
-    }
-    if !["llama", "qwen2", "qwen3", "gemma3"].contains(&arch.as_str()) {
-        return Err(format_err(format!(
-            "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama 2/3.x, SmolLM, TinyLlama), qwen2, \
-             qwen3, gemma3 and gpt2 GGUF files"
-        )));
-    }
-    let key = |k: &str| format!("{arch}.{k}");
-    // `as usize` saturates (negative and NaN become 0), and ModelConfig::validate bounds the rest.
-    let need = |k: &str| {
-        g.num(&key(k)).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {}", key(k))))
+    let weights = match arch.as_str() {
+        "gpt2" => load_gpt2(&g)?,
+        "llama" | "qwen2" | "qwen3" | "gemma3" => load_llama(&g, &arch)?,
+        _ => {
+            return Err(format_err(format!(
+                "GGUF architecture {arch:?} is not supported; KTO Studio runs llama (Llama 2/3.x, SmolLM, TinyLlama), \
+                 qwen2, qwen3, gemma3 and gpt2 GGUF files"
+            )));
+        }
     };
+    g.check_all_read()?;
+    weights.validate()?;
+    let name = g.str("general.name").unwrap_or("gguf model").to_string();
+    Ok((weights, tokenizer(&g)?, name))
+}
+
+/// The size key `{arch}.{k}` every architecture needs. `as usize` saturates (negative and NaN
+/// become 0), and ModelConfig::validate bounds the rest.
+fn need(g: &Gguf, arch: &str, k: &str) -> Result<usize> {
+    let key = format!("{arch}.{k}");
+    g.num(&key).map(|v| v as usize).ok_or_else(|| format_err(format!("GGUF metadata has no {key}")))
+}
+
+/// The vocabulary size: the embedded tokenizer's token count.
+fn vocab_size(g: &Gguf) -> Result<usize> {
+    match g.meta.get("tokenizer.ggml.tokens") {
+        Some(Meta::Strs(t)) => Ok(t.len()),
+        _ => Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
+    }
+}
+
+/// The Llama family as llama.cpp writes it (llama, qwen2, qwen3, gemma3).
+fn load_llama(g: &Gguf, arch: &str) -> Result<ModelWeights> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let need = |k: &str| need(g, arch, k);
     let dim = need("embedding_length")?;
     let n_heads = need("attention.head_count")?;
-    let vocab = match g.meta.get("tokenizer.ggml.tokens") {
-        Some(Meta::Strs(t)) => t.len(),
-        _ => return Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
-    };
+    let vocab = vocab_size(g)?;
     let qwen = arch == "qwen2";
     let qwen3 = arch == "qwen3";
     let gemma = arch == "gemma3";
@@ -133,7 +149,7 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
     // Biases are announced by their presence (validate() then wants them in every layer).
     c.qkv_bias = layers.first().is_some_and(|l| l.bq.is_some());
     c.o_bias = layers.first().is_some_and(|l| l.bo.is_some());
-    let weights = ModelWeights {
+    Ok(ModelWeights {
         tok_emb: g.tensor("token_embd.weight", &[vocab, d])?,
         pos_emb: None,
         layers,
@@ -141,25 +157,14 @@ pub fn load(bytes: &[u8]) -> Result<(ModelWeights, Tokenizer, String)> {
         norm_bias: None,
         lm_head,
         config: c,
-    };
-    g.check_all_read()?;
-    weights.validate()?;
-    let name = g.str("general.name").unwrap_or("gguf model").to_string();
-    Ok((weights, tokenizer(&g)?, name))
+    })
 }
 
 /// GPT-2 as llama.cpp's converter writes it: Conv1D weights transposed to `[out, in]`, the fused
 /// `attn_qkv` (q | k | v rows), learned positions, LayerNorms with biases.
 fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
-    let need = |k: &str| {
-        g.num(&format!("gpt2.{k}"))
-            .map(|v| v as usize)
-            .ok_or_else(|| format_err(format!("GGUF metadata has no gpt2.{k}")))
-    };
-    let vocab = match g.meta.get("tokenizer.ggml.tokens") {
-        Some(Meta::Strs(t)) => t.len(),
-        _ => return Err(format_err("the GGUF file has no embedded tokenizer (tokenizer.ggml.tokens)")),
-    };
+    let need = |k: &str| need(g, "gpt2", k);
+    let vocab = vocab_size(g)?;
     let n_heads = need("attention.head_count")?;
     let mut c = ModelConfig {
         arch: Arch::Gpt2,
@@ -198,7 +203,7 @@ fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
     }
     let lm_head = g.tensor_opt("output.weight", &[vocab, d])?;
     c.tied_embeddings = lm_head.is_none();
-    let weights = ModelWeights {
+    Ok(ModelWeights {
         tok_emb: g.tensor("token_embd.weight", &[vocab, d])?,
         pos_emb: Some(g.tensor("position_embd.weight", &[c.max_seq_len, d])?),
         layers,
@@ -206,10 +211,7 @@ fn load_gpt2(g: &Gguf) -> Result<ModelWeights> {
         norm_bias: Some(g.tensor("output_norm.bias", &[d])?),
         lm_head,
         config: c,
-    };
-    g.check_all_read()?;
-    weights.validate()?;
-    Ok(weights)
+    })
 }
 
 fn token_list(g: &Gguf, key: &str) -> Result<Vec<String>> {

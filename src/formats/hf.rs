@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Result;
 use crate::error::format_err;
 use crate::model::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, transpose};
 
-use super::hf_config::gemma3_json;
+use super::hf_config::config_json;
 pub use super::hf_config::{architecture, config_from_json};
 
 /// Tensors by name, as f32, with their shapes.
@@ -327,12 +327,13 @@ pub fn write_safetensors(
 /// came in llama.cpp's adjacent layout are permuted back to Hugging Face's.
 pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
     let c = &w.config;
+    let config = config_json(c)?;
     let (d, h, q, kv, v) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim(), c.vocab_size);
     let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut put = |n: String, s: Vec<usize>, x: Vec<f32>| out.push((n, s, x));
     let offset = norm_offset(c);
     let unnorm = |w: &[f32]| -> Vec<f32> { w.iter().map(|x| x - offset).collect() };
-    let config = match c.arch {
+    match c.arch {
         Arch::Llama | Arch::Gemma3 => {
             let hd = c.head_dim();
             let fix = |x: &[f32], heads: usize| {
@@ -381,33 +382,6 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             if let Some(head) = &w.lm_head {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
-            if c.rope_freq_factors.is_some() {
-                return Err(format_err(
-                    "this model's RoPE comes as llama.cpp's per-frequency factors (rope_freqs), which a Hugging Face \
-                     config cannot state; export the LoRA adapter instead and apply it to the original checkpoint",
-                ));
-            }
-            if c.arch == Arch::Gemma3 {
-                gemma3_json(c)
-            } else {
-                let qwen = c.qkv_bias && !c.o_bias && !c.qk_norm;
-                let mut config = json!({
-                    "architectures": [if c.qk_norm { "Qwen3ForCausalLM" } else if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-                    "model_type": if c.qk_norm { "qwen3" } else if qwen { "qwen2" } else { "llama" },
-                    "hidden_size": d, "intermediate_size": h, "num_hidden_layers": c.n_layers,
-                    "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": hd,
-                    "vocab_size": v, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
-                    "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
-                    "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
-                });
-                if let Some(scaling) = c.rope_scaling {
-                    let mut rope = serde_json::to_value(scaling).expect("RoPE scaling serializes");
-                    rope["rope_theta"] = json!(c.rope_theta);
-                    config["rope_parameters"] = rope.clone();
-                    config["rope_scaling"] = rope;
-                }
-                config
-            }
         }
         Arch::Gpt2 => {
             let bias = |b: &Option<Vec<f32>>| b.clone().unwrap_or_default();
@@ -434,14 +408,8 @@ pub fn save(w: &ModelWeights) -> Result<(String, Vec<u8>)> {
             if let Some(head) = &w.lm_head {
                 put("lm_head.weight".into(), vec![v, d], head.clone());
             }
-            json!({
-                "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": d, "n_inner": h,
-                "n_layer": c.n_layers, "n_head": c.n_heads, "vocab_size": v, "n_positions": c.max_seq_len,
-                "layer_norm_epsilon": c.norm_eps, "activation_function": "gelu_new",
-                "tie_word_embeddings": c.tied_embeddings, "torch_dtype": "float32",
-            })
         }
-    };
+    }
     let config = serde_json::to_string_pretty(&config).unwrap();
     // The config rides along in the metadata, so the file alone can be restored (the page keeps
     // trained weights in IndexedDB this way).

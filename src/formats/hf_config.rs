@@ -1,6 +1,6 @@
 //! Hugging Face `config.json` ⇄ [`ModelConfig`]: which architecture a checkpoint is, its shapes,
 //! RoPE scaling (`rope_parameters` of transformers 5 or the older `rope_scaling`), and Gemma 3's
-//! per-layer-type settings; and Gemma 3's config written back.
+//! per-layer-type settings; and the config written back for a saved model.
 
 use serde_json::{Value, json};
 
@@ -245,8 +245,49 @@ fn gemma3_config(cfg: &Value) -> Result<ModelConfig> {
     })
 }
 
+/// The `config.json` transformers reads back as the same model (the inverse of [`config_from_json`]).
+pub(crate) fn config_json(c: &ModelConfig) -> Result<Value> {
+    if c.rope_freq_factors.is_some() {
+        return Err(format_err(
+            "this model's RoPE comes as llama.cpp's per-frequency factors (rope_freqs), which a Hugging Face \
+             config cannot state; export the LoRA adapter instead and apply it to the original checkpoint",
+        ));
+    }
+    Ok(match c.arch {
+        Arch::Gemma3 => gemma3_json(c),
+        Arch::Llama => {
+            let (architecture, model_type) = match c.family() {
+                "Qwen3" => ("Qwen3ForCausalLM", "qwen3"),
+                "Qwen2" => ("Qwen2ForCausalLM", "qwen2"),
+                _ => ("LlamaForCausalLM", "llama"),
+            };
+            let mut config = json!({
+                "architectures": [architecture], "model_type": model_type,
+                "hidden_size": c.dim, "intermediate_size": c.hidden_dim, "num_hidden_layers": c.n_layers,
+                "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_kv_heads, "head_dim": c.head_dim(),
+                "vocab_size": c.vocab_size, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
+                "rope_theta": c.rope_theta, "tie_word_embeddings": c.tied_embeddings, "hidden_act": "silu",
+                "attention_bias": c.qkv_bias, "mlp_bias": false, "torch_dtype": "float32",
+            });
+            if let Some(scaling) = c.rope_scaling {
+                let mut rope = serde_json::to_value(scaling).expect("RoPE scaling serializes");
+                rope["rope_theta"] = json!(c.rope_theta);
+                config["rope_parameters"] = rope.clone();
+                config["rope_scaling"] = rope;
+            }
+            config
+        }
+        Arch::Gpt2 => json!({
+            "architectures": [GPT2_ARCH], "model_type": "gpt2", "n_embd": c.dim, "n_inner": c.hidden_dim,
+            "n_layer": c.n_layers, "n_head": c.n_heads, "vocab_size": c.vocab_size, "n_positions": c.max_seq_len,
+            "layer_norm_epsilon": c.norm_eps, "activation_function": "gelu_new",
+            "tie_word_embeddings": c.tied_embeddings, "torch_dtype": "float32",
+        }),
+    })
+}
+
 /// Gemma 3's `config.json` (transformers 5 layout: RoPE per layer type).
-pub(crate) fn gemma3_json(c: &ModelConfig) -> Value {
+fn gemma3_json(c: &ModelConfig) -> Value {
     let sliding = c.sliding.as_ref();
     let mut full = match c.rope_scaling {
         Some(s) => serde_json::to_value(s).expect("RoPE scaling serializes"),

@@ -442,15 +442,9 @@ impl Model {
                 ),
                 Qkv::Fused(p) => {
                     let (w, bias) = read_linear(&p.merged().base).await?;
-                    let (q, kv, d) = (c.q_dim(), c.kv_dim(), c.dim);
-                    let part =
-                        |v: &[f32], from: usize, n: usize, cols: usize| v[from * cols..(from + n) * cols].to_vec();
-                    let bias = bias.unwrap_or_default();
-                    (
-                        (part(&w, 0, q, d), Some(part(&bias, 0, q, 1))),
-                        (part(&w, q, kv, d), Some(part(&bias, q, kv, 1))),
-                        (part(&w, q + kv, kv, d), Some(part(&bias, q + kv, kv, 1))),
-                    )
+                    let mut l = LayerWeights::default();
+                    l.set_fused_qkv(&w, &bias.unwrap_or_default(), c.dim);
+                    ((l.wq, l.bq), (l.wk, l.bk), (l.wv, l.bv))
                 }
             };
             let (wo, bo) = read_linear(&b.attn.wo.merged().base).await?;

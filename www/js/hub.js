@@ -7,6 +7,8 @@
 // OPFS layout (the Hub cache's, minus symlinks): hub/models--owner--name/snapshots/<commit>/<file>
 // plus .kto.json there: { id, revision, sha, label, files: [{name, size}], complete, added }.
 
+import { fileSize as mb } from './util.js';
+
 export const DEFAULT_HUB = 'https://huggingface.co';
 const MANIFEST = '.kto.json';
 
@@ -36,7 +38,6 @@ async function writeFile(dir, name, data) {
   await w.close();
 }
 
-const mb = (b) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 0)} MB`;
 
 /** Space the browser grants this page: { usage, quota } in bytes (null where unknown). */
 export async function storageEstimate() {

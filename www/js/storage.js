@@ -1,6 +1,8 @@
 // IndexedDB persistence: labelled rows (the user's work — never dropped on an engine error),
 // saved trained weights, and settings. One small promise wrapper, no library.
 
+import { fileSize } from './util.js';
+
 const DB_NAME = 'kto-studio';
 const VERSION = 1;
 
@@ -72,7 +74,7 @@ export const weights = {
       return await req((await store('weights', 'readwrite')).put({ name, bytes, saved: Date.now(), ...meta }));
     } catch (e) {
       if (e?.name === 'QuotaExceededError') {
-        throw new Error(`the browser refused space for these weights (${(bytes.byteLength / 1e6).toFixed(1)} MB): `
+        throw new Error(`the browser refused space for these weights (${fileSize(bytes.byteLength)}): `
           + 'delete entries from the Model view\'s library, or download the weights instead');
       }
       throw e;

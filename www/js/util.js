@@ -31,6 +31,9 @@ export function download(name, data, type) {
 
 export const num = (id) => Number(document.getElementById(id).value);
 
+/** A stored file's size as people read it: "120 kB", "4.2 MB", "540 MB" ('?' when unknown). */
+export const fileSize = (b) => (b == null ? '?' : b < 1e6 ? `${(b / 1e3).toFixed(0)} kB` : `${(b / 1e6).toFixed(b < 1e8 ? 1 : 0)} MB`);
+
 /** A duration as a person says it: "a few seconds", "about 40 s", "about 2 min", "about 1.5 h". */
 export function humanDuration(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return 'unknown';

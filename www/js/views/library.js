@@ -1,11 +1,10 @@
 // Model view, second half: open a model from the Hugging Face Hub (progress bar, resume), and the
 // library of what this browser keeps — Hub models in OPFS, trained weights in IndexedDB — to
 // reopen, rename, download or delete, with sizes and the storage quota.
-import { $, download, el, showError } from '../util.js';
+import { $, download, el, fileSize as mb, showError } from '../util.js';
 import { DEFAULT_HUB, deleteKept, fetchModel, listModels, openKept, renameKept, storageEstimate } from '../hub.js';
 import { settings, weights } from '../storage.js';
 
-const mb = (b) => (b == null ? '?' : b < 1e6 ? `${(b / 1e3).toFixed(0)} kB` : `${(b / 1e6).toFixed(b < 1e8 ? 1 : 0)} MB`);
 
 export function initLibraryView(app, modelView) {
   const status = $('#hub-status');
