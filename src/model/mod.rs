@@ -1,6 +1,7 @@
 //! The decoder model: host-side weights (what loaders produce and savers consume), the burn
 //! module that runs them, and LoRA adapters.
 
+pub mod fused;
 mod lora;
 mod transformer;
 mod weights;

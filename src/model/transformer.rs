@@ -9,16 +9,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, RmsNorm};
-use burn::tensor::activation::{gelu_approximate, silu, softmax, tanh};
+use burn::tensor::activation::{gelu_approximate, silu, tanh};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+use super::fused::{self, KeyRanges};
 use super::lora::Proj;
 use super::weights::{Arch, LayerWeights, ModelConfig, ModelWeights, RopeLayout, transpose};
 use crate::device::read_f32;
-
-/// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
-/// never become all -inf (NaN).
-const MASKED: f32 = -1.0e9;
 
 #[derive(Module, Debug)]
 pub enum Norm {
@@ -29,10 +26,15 @@ pub enum Norm {
 impl Norm {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            Norm::Rms(n) => n.forward(x),
+            Norm::Rms(n) => rms(n, x),
             Norm::Layer(n) => n.forward(x),
         }
     }
+}
+
+/// RMSNorm through the fused CPU kernel where the device has it.
+fn rms<const D: usize>(n: &RmsNorm, x: Tensor<D>) -> Tensor<D> {
+    if fused::supported(&x.device()) { fused::rms_norm(x, n.gamma.val(), n.epsilon) } else { n.forward(x) }
 }
 
 /// The query, key and value projections.
@@ -107,8 +109,16 @@ pub struct Model {
 
 /// Attention masks of one forward call: every layer's, and the sliding-window layers'.
 struct Masks {
-    global: Tensor<4, Bool>,
-    local: Option<Tensor<4, Bool>>,
+    global: Mask,
+    local: Option<Mask>,
+}
+
+/// One attention mask as key ranges (what the fused CPU kernel reads) and, on backends without
+/// that kernel, as a `[B, 1, T, T_k]` tensor (`true` = hidden).
+#[derive(Clone)]
+struct Mask {
+    ranges: KeyRanges,
+    tensor: Option<Tensor<4, Bool>>,
 }
 
 /// One layer's cached keys and values, `[B, KV heads, T, head]` each (`None` before the first call).
@@ -142,6 +152,8 @@ struct Rope {
     q_sin: Tensor<4>,
     /// `[head, head]`: `x · rot` pairs element i with its partner.
     rot: Tensor<2>,
+    /// The pairs are (i, i + head/2) rather than (2i, 2i + 1).
+    rotate_half: bool,
 }
 
 /// Host-side RoPE angles for the first positions (up to 8192: a long-context model's full table
@@ -204,6 +216,7 @@ impl Rope {
             q_cos: t(full(&table.cos, f64::cos, scale)),
             q_sin: t(full(&table.sin, f64::sin, scale)),
             rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
+            rotate_half: c.rope_layout == RopeLayout::RotateHalf,
         }
     }
 
@@ -218,6 +231,9 @@ impl Rope {
     }
 
     fn apply(&self, x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        if fused::supported(&x.device()) {
+            return fused::rope(x, cos.clone(), sin.clone(), self.rotate_half);
+        }
         let [b, t, h, d] = x.dims();
         let rotated = x.clone().reshape([b * t * h, d]).matmul(self.rot.clone()).reshape([b, t, h, d]);
         x * cos.clone() + rotated * sin.clone()
@@ -229,7 +245,7 @@ impl Attention {
         &self,
         x: Tensor<3>,
         rope: Option<&Rope>,
-        mask: Tensor<4, Bool>,
+        mask: &Mask,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
@@ -237,7 +253,7 @@ impl Attention {
         // [B, T, H, head]: RoPE works on this layout; attention on [B, H, T, head].
         let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
         let head_norm = |n: &Option<RmsNorm>, y: Tensor<4>| match n {
-            Some(n) => n.forward(y),
+            Some(n) => rms(n, y),
             None => y,
         };
         let (q, k, v) = match &self.qkv {
@@ -270,15 +286,15 @@ impl Attention {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let tk = k.dims()[2];
         // GQA without copying K/V: KV head j serves query heads j*g .. j*g+g-1, so the g query
         // heads of a group are stacked along the time axis and share one [T_k, head] matmul.
         let (kv, g) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
         let q = q.reshape([b, kv, g * t, hd]);
-        let mask =
-            if g == 1 { mask } else { mask.unsqueeze_dim::<5>(2).expand([b, 1, g, t, tk]).reshape([b, 1, g * t, tk]) };
-        let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.expand([b, kv, g * t, tk]), MASKED);
-        let out = softmax(scores, 3).matmul(v).reshape([b, self.n_heads, t, hd]);
+        let out = match &mask.tensor {
+            None => fused::attention(q, k, v, mask.ranges.clone()),
+            Some(mask) => fused::composed(q, k, v, mask),
+        }
+        .reshape([b, self.n_heads, t, hd]);
         self.wo.forward(out.swap_dims(1, 2).reshape([b, t, self.n_heads * hd]))
     }
 }
@@ -289,7 +305,10 @@ impl FeedForward {
             Some(gate) if self.gelu_gate => {
                 self.w2.forward(gelu_approximate(gate.forward(x.clone())) * self.w3.forward(x))
             }
-            Some(gate) => self.w2.forward(silu(gate.forward(x.clone())) * self.w3.forward(x)),
+            Some(gate) => {
+                let (a, b) = (gate.forward(x.clone()), self.w3.forward(x));
+                self.w2.forward(if fused::supported(&a.device()) { fused::swiglu(a, b) } else { silu(a) * b })
+            }
             // GPT-2's gelu_new is the tanh approximation.
             None => self.w2.forward(gelu_approximate(self.w3.forward(x))),
         }
@@ -301,7 +320,7 @@ impl Block {
         &self,
         x: Tensor<3>,
         rope: Option<&Rope>,
-        mask: Tensor<4, Bool>,
+        mask: &Mask,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let post = |n: &Option<Norm>, y: Tensor<3>| match n {
@@ -540,16 +559,11 @@ impl Model {
     /// The attention masks (`true` = hidden) of `t` queries from position `start` over all keys
     /// so far: causal and padding for every layer, plus the window for sliding layers.
     fn masks(&self, b: usize, t: usize, start: usize, lengths: &[usize], device: &Device) -> Masks {
-        let tk = start + t;
+        let fused = fused::supported(device);
         let build = |window: Option<usize>| {
-            let mut mask = Vec::with_capacity(b * t * tk);
-            for row in 0..b {
-                let len = lengths.get(row).copied().unwrap_or(tk);
-                for q in start..tk {
-                    mask.extend((0..tk).map(|k| k > q || k >= len || window.is_some_and(|w| q - k >= w)));
-                }
-            }
-            Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, tk]), device)
+            let ranges = KeyRanges { queries: t, start, lengths: lengths.to_vec(), window };
+            let tensor = (!fused).then(|| ranges.mask(b, t, start + t, device));
+            Mask { ranges, tensor }
         };
         Masks { global: build(None), local: self.config.sliding.as_ref().map(|s| build(Some(s.window))) }
     }
@@ -605,8 +619,8 @@ impl Model {
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c[i]);
             let (rope, mask) = match (&local_rope, &masks.local) {
-                (Some(r), Some(m)) if block.sliding => (Some(r), m.clone()),
-                _ => (rope.as_ref(), masks.global.clone()),
+                (Some(r), Some(m)) if block.sliding => (Some(r), m),
+                _ => (rope.as_ref(), &masks.global),
             };
             x = block.forward(x, rope, mask, slot);
         }

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod data_and_batching;
 mod family;
+mod fused;
 mod fuzz;
 mod generation;
 mod gguf;

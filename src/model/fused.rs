@@ -1,0 +1,563 @@
+//! A fused CPU attention for the step's hottest sub-graph: masked `softmax(q·kᵀ)·v` as one autodiff
+//! node with its own backward pass. Composed from tensor ops it is ~9 graph nodes per layer forward
+//! and ~15 backward, each a full pass over the `[B, H, T, T]` scores, and burn-flex takes every
+//! exponential through scalar libm (a fifth of the CPU step in the profile, BENCHMARKS.md). Here the
+//! matmuls stay burn-flex's; the mask is key *ranges* (causal, padding and sliding window each cut
+//! a row's visible keys to one interval), so no mask tensor is built or applied; the softmax is one
+//! vectorised pass per row; and the backward pass is softmax's closed-form Jacobian.
+//!
+//! It is a burn backend extension (`#[backend_extension]`) on burn-flex, the CPU backend natively
+//! and in the browser; other backends (wgpu/WebGPU, ndarray) run `composed`, the same attention
+//! from tensor ops, which the tests hold this kernel to.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+
+/// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
+/// row's padding (`lengths`) and the sliding window all cut the same interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRanges {
+    /// Query positions per head (`T`); a KV head's rows stack its query heads, `rows = g·T`.
+    pub queries: usize,
+    /// Position of the first query (the KV cache's length during generation).
+    pub start: usize,
+    /// Real tokens per batch row (empty: every key is real).
+    pub lengths: Vec<usize>,
+    /// Sliding-window width: a query sees at most this many keys, itself included.
+    pub window: Option<usize>,
+}
+
+impl KeyRanges {
+    /// Keys `lo..hi` visible to row `r` of batch row `b`, among `keys` keys.
+    fn range(&self, b: usize, r: usize, keys: usize) -> (usize, usize) {
+        let pos = self.start + r % self.queries;
+        let len = self.lengths.get(b).copied().unwrap_or(keys);
+        let hi = (pos + 1).min(len).min(keys);
+        let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        (lo, hi.max(lo))
+    }
+
+    /// The same mask as a `[B, 1, rows, keys]` tensor (`true` = hidden), for the composed path.
+    pub fn mask(&self, b: usize, rows: usize, keys: usize, device: &Device) -> Tensor<4, Bool> {
+        let mut mask = Vec::with_capacity(b * rows * keys);
+        for row in 0..b {
+            for r in 0..rows {
+                let (lo, hi) = self.range(row, r, keys);
+                mask.extend((0..keys).map(|k| k < lo || k >= hi));
+            }
+        }
+        Tensor::from_data(TensorData::new(mask, [b, 1, rows, keys]), device)
+    }
+}
+
+/// Whether `device` runs the fused kernels (burn-flex, with or without autodiff).
+pub fn supported(device: &Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// `softmax(q·kᵀ over the visible keys)·v` for `q: [B, KV, rows, head]` (already scaled),
+/// `k, v: [B, KV, keys, head]`; on a device where `supported` holds.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, ranges: KeyRanges) -> Tensor<4> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::masked_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        ranges,
+    ))
+}
+
+/// RMSNorm over the last axis, `x / √(mean(x²) + ε) · γ`, on a `supported` device.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::rms_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// RoPE on `x: [B, T, H, head]` as `x·cos + rot(x)·sin` (`cos, sin: [1, T, 1, head]`), where
+/// `rot` pairs element i with its partner (i ^ 1 for adjacent pairs, i ± head/2 for rotate-half)
+/// and negates the pair's first element; on a `supported` device.
+pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>, rotate_half: bool) -> Tensor<4> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        rotate_half,
+    ))
+}
+
+/// SwiGLU's gate, `silu(a) · b`, on a `supported` device.
+pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::swiglu(a.into_dispatch(), b.into_dispatch()))
+}
+
+/// The same attention from tensor ops, for backends without the kernel (and as the kernel's
+/// reference in the tests); `mask: [B, 1, T, keys]` is one query head's (`T = rows / g`).
+pub fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>) -> Tensor<4> {
+    let [b, kv, rows, _] = q.dims();
+    let [_, _, t, tk] = mask.dims();
+    let g = rows / t;
+    let mask = if g == 1 {
+        mask.clone()
+    } else {
+        mask.clone().unsqueeze_dim::<5>(2).expand([b, 1, g, t, tk]).reshape([b, 1, rows, tk])
+    };
+    let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.expand([b, kv, rows, tk]), MASKED);
+    softmax(scores, 3).matmul(v)
+}
+
+/// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
+/// never become all -inf (NaN).
+const MASKED: f32 = -1.0e9;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    fn masked_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        ranges: KeyRanges,
+    ) -> FloatTensor<Self>;
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
+    fn swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, rotate_half: bool)
+    -> FloatTensor<Self>;
+}
+
+impl FusedOps for Flex {
+    fn masked_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, ranges: KeyRanges) -> FlexTensor {
+        forward(&q, &k, &v, &ranges).0
+    }
+    fn rms_norm(x: FlexTensor, gamma: FlexTensor, epsilon: f64) -> FlexTensor {
+        rms_forward(&x, &gamma, epsilon).0
+    }
+    fn swiglu(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        swiglu_forward(&a, &b)
+    }
+    fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, rotate_half: bool) -> FlexTensor {
+        rope_apply(&x, &cos, &sin, rotate_half, false)
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn masked_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        ranges: KeyRanges,
+    ) -> FloatTensor<Self> {
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                let (out, probs) = forward(&q, &k, &v, &ranges);
+                prep.finish(Saved { q, k, v, probs }, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                prep.finish(forward(&q, &k, &v, &ranges).0)
+            }
+        }
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        match RmsBackward.prepare::<C>([x.node(), gamma.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                let (y, inv) = rms_forward(&x, &gamma, epsilon);
+                prep.finish((x, gamma, inv), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(rms_forward(x.primitive(), gamma.primitive(), epsilon).0),
+        }
+    }
+
+    fn swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SwigluBackward.prepare::<C>([a.node(), b.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (a, b) = (a.into_primitive(), b.into_primitive());
+                let y = swiglu_forward(&a, &b);
+                prep.finish((a, b), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(swiglu_forward(a.primitive(), b.primitive())),
+        }
+    }
+
+    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, rotate_half: bool) -> FloatTensor<Self> {
+        let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = rope_apply(x.primitive(), &cos, &sin, rotate_half, false);
+                prep.finish((cos, sin, rotate_half), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(rope_apply(x.primitive(), &cos, &sin, rotate_half, false)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    /// The angles' cos and sin, and the pairing.
+    type State = (FlexTensor, FlexTensor, bool);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (cos, sin, rotate_half) = ops.state;
+        if let Some(node) = nx {
+            grads.register::<Flex>(node.id, rope_apply(&grad, &cos, &sin, rotate_half, true));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsBackward;
+
+impl Backward<Flex, 2> for RmsBackward {
+    /// The input, γ, and each row's 1/rms.
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx, ngamma] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, inv) = ops.state;
+        let (dx, dgamma) = rms_backward(&x, &gamma, &inv, &grad);
+        if let Some(node) = nx {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = ngamma {
+            grads.register::<Flex>(node.id, dgamma);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [na, nb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (a, b) = ops.state;
+        let (da, db) = swiglu_backward(&a, &b, &grad);
+        if let Some(node) = na {
+            grads.register::<Flex>(node.id, da);
+        }
+        if let Some(node) = nb {
+            grads.register::<Flex>(node.id, db);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+/// What the backward pass needs: the inputs and the attention probabilities.
+#[derive(Clone, Debug)]
+struct Saved {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    probs: FlexTensor,
+}
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nq, nk, nv] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let (dq, dk, dv) = backward(&s.q, &s.k, &s.v, &s.probs, &grad);
+        for (node, g) in [(nq, dq), (nk, dk), (nv, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+fn matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+    Flex::float_matmul(a, b)
+}
+
+fn t(x: &FlexTensor) -> FlexTensor {
+    Flex::float_swap_dims(x.clone(), 2, 3)
+}
+
+/// The forward pass: the two matmuls are burn-flex's (its gemm kernels, batched over B·KV); the
+/// softmax between them is this file's, over each row's visible keys only. Returns the output
+/// and the probabilities (for the backward pass).
+fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -> (FlexTensor, FlexTensor) {
+    let mut p = matmul(q.clone(), t(k));
+    let [_, kv, rows, keys] = dims(&p);
+    for_rows(owned(&mut p), keys, kv * rows, |b, r, row| {
+        let (lo, hi) = ranges.range(b, r, keys);
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+        softmax_in_place(&mut row[lo..hi]);
+    });
+    (matmul(p.clone(), v.clone()), p)
+}
+
+/// The backward pass: dP = dO·vᵀ, dS = P ⊙ (dP − Σ P⊙dP) row-wise (softmax's Jacobian; masked
+/// entries have P = 0 so get no gradient), then dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dO.
+fn backward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    p: &FlexTensor,
+    grad: &FlexTensor,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let mut ds = matmul(grad.clone(), t(v));
+    let [_, _, _, keys] = dims(&ds);
+    let probs = values(p);
+    let rows_per_batch = dims(p)[1] * dims(p)[2];
+    for_rows(owned(&mut ds), keys, rows_per_batch, |b, r, row| {
+        let i = (b * rows_per_batch + r) * keys;
+        let pr = &probs[i..i + keys];
+        let c: f32 = pr.iter().zip(row.iter()).map(|(p, d)| p * d).sum();
+        for (d, p) in row.iter_mut().zip(pr) {
+            *d = p * (*d - c);
+        }
+    });
+    let dq = matmul(ds.clone(), k.clone());
+    let dk = matmul(t(&ds), q.clone());
+    let dv = matmul(t(p), grad.clone());
+    (dq, dk, dv)
+}
+
+/// Rows of `x` (its last axis) normalised: `y = x · inv · γ` with `inv = 1/√(mean(x²) + ε)` per
+/// row, returned for the backward pass.
+fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor, Vec<f32>) {
+    let (xv, gv) = (values(x), values(gamma));
+    let n = gv.len();
+    let inv: Vec<f32> =
+        xv.chunks(n).map(|xr| 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() / n as f32 + epsilon as f32).sqrt()).collect();
+    let mut y = vec![0.0f32; xv.len()];
+    for_rows(&mut y, n, 1, |i, _, row| {
+        for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
+            *y = x * inv[i] * g;
+        }
+    });
+    (like(x, y), inv)
+}
+
+/// With x̂ = x·inv: dγ = Σ_rows dy ⊙ x̂, and dx = inv · (g − x̂ · mean(g ⊙ x̂)) where g = dy ⊙ γ.
+fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let (xv, gv, dyv) = (values(x), values(gamma), values(grad));
+    let n = gv.len();
+    let mut dx = vec![0.0f32; xv.len()];
+    for_rows(&mut dx, n, 1, |i, _, row| {
+        let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
+        let m = xr.iter().zip(dy).zip(gv.iter()).map(|((x, d), g)| d * g * x * r).sum::<f32>() / n as f32;
+        for (((o, x), d), g) in row.iter_mut().zip(xr).zip(dy).zip(gv.iter()) {
+            *o = r * (d * g - x * r * m);
+        }
+    });
+    let mut dgamma = vec![0.0f32; n];
+    for (i, r) in inv.iter().enumerate() {
+        for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
+            *o += d * x * r;
+        }
+    }
+    (like(x, dx), like(gamma, dgamma))
+}
+
+/// `y[i] = x[i]·cos[i] + sign(i)·x[p(i)]·sin[i]` (p pairs elements, sign is − for a pair's first);
+/// `transposed` applies the adjoint for the backward pass: `dx[j] = dy[j]·cos[j] − sign(j)·dy[p(j)]·sin[p(j)]`.
+fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: bool, transposed: bool) -> FlexTensor {
+    let (xv, cv, sv) = (values(x), values(cos), values(sin));
+    let [_, t, h, d] = dims(x);
+    let half = d / 2;
+    let mut y = vec![0.0f32; xv.len()];
+    for_rows(&mut y, d, 1, |row, _, out| {
+        let xr = &xv[row * d..(row + 1) * d];
+        let pos = (row / h) % t;
+        let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
+        // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
+        match (rotate_half, transposed) {
+            (true, false) => {
+                for i in 0..half {
+                    out[i] = xr[i] * c[i] - xr[i + half] * s[i];
+                    out[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+                }
+            }
+            (true, true) => {
+                for i in 0..half {
+                    out[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
+                    out[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
+                }
+            }
+            (false, false) => {
+                for i in (0..d).step_by(2) {
+                    out[i] = xr[i] * c[i] - xr[i + 1] * s[i];
+                    out[i + 1] = xr[i + 1] * c[i + 1] + xr[i] * s[i + 1];
+                }
+            }
+            (false, true) => {
+                for i in (0..d).step_by(2) {
+                    out[i] = xr[i] * c[i] + xr[i + 1] * s[i + 1];
+                    out[i + 1] = xr[i + 1] * c[i + 1] - xr[i] * s[i];
+                }
+            }
+        }
+    });
+    like(x, y)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (av, bv) = (values(a), values(b));
+    let n = last(a);
+    let mut y = vec![0.0f32; av.len()];
+    for_rows(&mut y, n, 1, |i, _, row| {
+        for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
+            *y = a * sigmoid(*a) * b;
+        }
+    });
+    like(a, y)
+}
+
+/// With s = σ(a): da = dy · b · s · (1 + a(1 − s)), db = dy · a · s.
+fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let (av, bv, dyv) = (values(a), values(b), values(grad));
+    let n = last(a);
+    let mut da = vec![0.0f32; av.len()];
+    let mut db = vec![0.0f32; av.len()];
+    let rows: Vec<(&mut [f32], &mut [f32])> = da.chunks_mut(n).zip(db.chunks_mut(n)).collect();
+    let run = |(i, (da, db)): (usize, (&mut [f32], &mut [f32]))| {
+        let r = i * n..(i + 1) * n;
+        for ((((da, db), a), b), dy) in
+            da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+        {
+            let s = sigmoid(*a);
+            *da = dy * b * s * (1.0 + a * (1.0 - s));
+            *db = dy * a * s;
+        }
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        rows.into_par_iter().enumerate().with_min_len(64).for_each(run);
+    }
+    #[cfg(target_arch = "wasm32")]
+    rows.into_iter().enumerate().for_each(run);
+    (like(a, da), like(b, db))
+}
+
+fn last(x: &FlexTensor) -> usize {
+    let s = x.layout().shape();
+    s[s.num_dims() - 1]
+}
+
+/// A tensor of `x`'s shape holding `v`.
+fn like(x: &FlexTensor, v: Vec<f32>) -> FlexTensor {
+    let s = x.layout().shape();
+    FlexTensor::from_data(TensorData::new(v, (0..s.num_dims()).map(|i| s[i]).collect::<Vec<_>>()))
+}
+
+fn dims(x: &FlexTensor) -> [usize; 4] {
+    let s = x.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// A contiguous f32 view (copying only a non-contiguous tensor).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    assert_eq!(t.dtype(), DType::F32, "fused attention runs in f32");
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
+    }
+}
+
+/// The tensor's own f32 storage, to overwrite in place (a matmul's fresh, contiguous output).
+fn owned(x: &mut FlexTensor) -> &mut [f32] {
+    assert_eq!(x.dtype(), DType::F32, "fused attention runs in f32");
+    if !x.is_contiguous() || x.layout().contiguous_offsets() != Some((0, x.layout().num_elements())) {
+        *x = x.to_contiguous();
+    }
+    x.storage_mut::<f32>()
+}
+
+/// Runs `f(batch row, row within it, row values)` over every row of `len` values
+/// (`per_batch` rows per batch row): rayon threads natively, in turn in wasm.
+fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, f: F)
+where
+    F: Fn(usize, usize, &mut [f32]) + Sync + Send,
+{
+    let run = |(i, row): (usize, &mut [f32])| f(i / per_batch, i % per_batch, row);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(len).enumerate().with_min_len(64).for_each(run);
+    }
+    #[cfg(target_arch = "wasm32")]
+    data.chunks_mut(len).enumerate().for_each(run);
+}
+
+/// In-place softmax of one row.
+fn softmax_in_place(row: &mut [f32]) {
+    if row.is_empty() {
+        return;
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in row.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / row.iter().sum::<f32>();
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// `eˣ` to ~1 ulp, branch-free so loops over it vectorise (Cephes' `expf`: x = n·ln2 + r,
+/// a degree-6 polynomial in r, 2ⁿ through the exponent bits). Inputs below −87 return ~1e-38
+/// rather than 0 — the callers only take x − max ≤ 0 and normalise.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (a, b) = (exp(x), x.exp());
+            assert!(((a - b) / b).abs() < 2.5e-7, "exp({x}) = {a}, libm {b}");
+            x += 0.0137;
+        }
+    }
+}
