@@ -439,24 +439,29 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     let n = last(a);
     let mut da = vec![0.0f32; av.len()];
     let mut db = vec![0.0f32; av.len()];
-    let rows: Vec<(&mut [f32], &mut [f32])> = da.chunks_mut(n).zip(db.chunks_mut(n)).collect();
-    let run = |(i, (da, db)): (usize, (&mut [f32], &mut [f32]))| {
-        let r = i * n..(i + 1) * n;
-        for ((((da, db), a), b), dy) in
-            da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
-        {
-            let s = sigmoid(*a);
-            *da = dy * b * s * (1.0 + a * (1.0 - s));
-            *db = dy * a * s;
-        }
+    if n == 0 {
+        return (like(a, da), like(b, db));
+    }
+    let task = |(g, (da, db)): (usize, (&mut [f32], &mut [f32]))| {
+        let r = g * ROWS_PER_TASK * n..g * ROWS_PER_TASK * n + da.len();
+        wide(|| {
+            for ((((da, db), a), b), dy) in
+                da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+            {
+                let s = sigmoid(*a);
+                *da = dy * b * s * (1.0 + a * (1.0 - s));
+                *db = dy * a * s;
+            }
+        })
     };
+    let chunk = n * ROWS_PER_TASK;
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        rows.into_par_iter().enumerate().with_min_len(64).for_each(run);
+        da.par_chunks_mut(chunk).zip(db.par_chunks_mut(chunk)).enumerate().for_each(task);
     }
     #[cfg(target_arch = "wasm32")]
-    rows.into_iter().enumerate().for_each(run);
+    da.chunks_mut(chunk).zip(db.chunks_mut(chunk)).enumerate().for_each(task);
     (like(a, da), like(b, db))
 }
 
@@ -494,20 +499,52 @@ fn owned(x: &mut FlexTensor) -> &mut [f32] {
     x.storage_mut::<f32>()
 }
 
+/// Rows per parallel task (small tensors stay on one thread).
+const ROWS_PER_TASK: usize = 64;
+
 /// Runs `f(batch row, row within it, row values)` over every row of `len` values
 /// (`per_batch` rows per batch row): rayon threads natively, in turn in wasm.
 fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, f: F)
 where
     F: Fn(usize, usize, &mut [f32]) + Sync + Send,
 {
-    let run = |(i, row): (usize, &mut [f32])| f(i / per_batch, i % per_batch, row);
+    if len == 0 {
+        return;
+    }
+    let task = |(g, rows): (usize, &mut [f32])| {
+        wide(|| {
+            for (j, row) in rows.chunks_mut(len).enumerate() {
+                let i = g * ROWS_PER_TASK + j;
+                f(i / per_batch, i % per_batch, row);
+            }
+        })
+    };
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        data.par_chunks_mut(len).enumerate().with_min_len(64).for_each(run);
+        data.par_chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
     }
     #[cfg(target_arch = "wasm32")]
-    data.chunks_mut(len).enumerate().for_each(run);
+    data.chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
+}
+
+/// Runs `body` compiled for AVX2 + FMA where the CPU has them (8 lanes instead of SSE2's 4:
+/// the crate is built for baseline x86-64, as burn-flex's own kernels are, which dispatch the
+/// same way); elsewhere as is (wasm: `simd128` from the build flags).
+#[inline(always)]
+fn wide<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU was just checked for both features.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
 }
 
 /// In-place softmax of one row.

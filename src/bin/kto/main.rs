@@ -81,7 +81,7 @@ fn load(model: Option<&Path>, tokenizer: Option<&Path>) -> Result<ModelBundle> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = pollster::block_on(run(cli)) {
+    if let Err(e) = kto_studio::device::on_cpu_threads(|| pollster::block_on(run(cli))) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
