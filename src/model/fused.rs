@@ -15,8 +15,8 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
 use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
@@ -129,8 +129,12 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
     fn swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
-    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, rotate_half: bool)
-    -> FloatTensor<Self>;
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        rotate_half: bool,
+    ) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
@@ -190,7 +194,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         }
     }
 
-    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, rotate_half: bool) -> FloatTensor<Self> {
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        rotate_half: bool,
+    ) -> FloatTensor<Self> {
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
         match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -302,12 +311,18 @@ fn t(x: &FlexTensor) -> FlexTensor {
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -> (FlexTensor, FlexTensor) {
     let mut p = matmul(q.clone(), t(k));
     let [_, kv, rows, keys] = dims(&p);
-    for_rows(owned(&mut p), keys, kv * rows, |b, r, row| {
-        let (lo, hi) = ranges.range(b, r, keys);
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
-        softmax_in_place(&mut row[lo..hi]);
-    });
+    for_rows(
+        owned(&mut p),
+        keys,
+        kv * rows,
+        #[inline(always)]
+        |b, r, row| {
+            let (lo, hi) = ranges.range(b, r, keys);
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            softmax_in_place(&mut row[lo..hi]);
+        },
+    );
     (matmul(p.clone(), v.clone()), p)
 }
 
@@ -324,14 +339,20 @@ fn backward(
     let [_, _, _, keys] = dims(&ds);
     let probs = values(p);
     let rows_per_batch = dims(p)[1] * dims(p)[2];
-    for_rows(owned(&mut ds), keys, rows_per_batch, |b, r, row| {
-        let i = (b * rows_per_batch + r) * keys;
-        let pr = &probs[i..i + keys];
-        let c: f32 = pr.iter().zip(row.iter()).map(|(p, d)| p * d).sum();
-        for (d, p) in row.iter_mut().zip(pr) {
-            *d = p * (*d - c);
-        }
-    });
+    for_rows(
+        owned(&mut ds),
+        keys,
+        rows_per_batch,
+        #[inline(always)]
+        |b, r, row| {
+            let i = (b * rows_per_batch + r) * keys;
+            let pr = &probs[i..i + keys];
+            let c = dot(pr, row);
+            for (d, p) in row.iter_mut().zip(pr) {
+                *d = p * (*d - c);
+            }
+        },
+    );
     let dq = matmul(ds.clone(), k.clone());
     let dk = matmul(t(&ds), q.clone());
     let dv = matmul(t(p), grad.clone());
@@ -343,14 +364,19 @@ fn backward(
 fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor, Vec<f32>) {
     let (xv, gv) = (values(x), values(gamma));
     let n = gv.len();
-    let inv: Vec<f32> =
-        xv.chunks(n).map(|xr| 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() / n as f32 + epsilon as f32).sqrt()).collect();
+    let inv: Vec<f32> = xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect();
     let mut y = vec![0.0f32; xv.len()];
-    for_rows(&mut y, n, 1, |i, _, row| {
-        for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
-            *y = x * inv[i] * g;
-        }
-    });
+    for_rows(
+        &mut y,
+        n,
+        1,
+        #[inline(always)]
+        |i, _, row| {
+            for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
+                *y = x * inv[i] * g;
+            }
+        },
+    );
     (like(x, y), inv)
 }
 
@@ -359,13 +385,19 @@ fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTens
     let (xv, gv, dyv) = (values(x), values(gamma), values(grad));
     let n = gv.len();
     let mut dx = vec![0.0f32; xv.len()];
-    for_rows(&mut dx, n, 1, |i, _, row| {
-        let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
-        let m = xr.iter().zip(dy).zip(gv.iter()).map(|((x, d), g)| d * g * x * r).sum::<f32>() / n as f32;
-        for (((o, x), d), g) in row.iter_mut().zip(xr).zip(dy).zip(gv.iter()) {
-            *o = r * (d * g - x * r * m);
-        }
-    });
+    for_rows(
+        &mut dx,
+        n,
+        1,
+        #[inline(always)]
+        |i, _, row| {
+            let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
+            let m = xr.iter().zip(dy).zip(gv.iter()).map(|((x, d), g)| d * g * x * r).sum::<f32>() / n as f32;
+            for (((o, x), d), g) in row.iter_mut().zip(xr).zip(dy).zip(gv.iter()) {
+                *o = r * (d * g - x * r * m);
+            }
+        },
+    );
     let mut dgamma = vec![0.0f32; n];
     for (i, r) in inv.iter().enumerate() {
         for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
@@ -382,38 +414,44 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
     let [_, t, h, d] = dims(x);
     let half = d / 2;
     let mut y = vec![0.0f32; xv.len()];
-    for_rows(&mut y, d, 1, |row, _, out| {
-        let xr = &xv[row * d..(row + 1) * d];
-        let pos = (row / h) % t;
-        let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
-        // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
-        match (rotate_half, transposed) {
-            (true, false) => {
-                for i in 0..half {
-                    out[i] = xr[i] * c[i] - xr[i + half] * s[i];
-                    out[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+    for_rows(
+        &mut y,
+        d,
+        1,
+        #[inline(always)]
+        |row, _, out| {
+            let xr = &xv[row * d..(row + 1) * d];
+            let pos = (row / h) % t;
+            let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
+            // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
+            match (rotate_half, transposed) {
+                (true, false) => {
+                    for i in 0..half {
+                        out[i] = xr[i] * c[i] - xr[i + half] * s[i];
+                        out[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+                    }
+                }
+                (true, true) => {
+                    for i in 0..half {
+                        out[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
+                        out[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
+                    }
+                }
+                (false, false) => {
+                    for i in (0..d).step_by(2) {
+                        out[i] = xr[i] * c[i] - xr[i + 1] * s[i];
+                        out[i + 1] = xr[i + 1] * c[i + 1] + xr[i] * s[i + 1];
+                    }
+                }
+                (false, true) => {
+                    for i in (0..d).step_by(2) {
+                        out[i] = xr[i] * c[i] + xr[i + 1] * s[i + 1];
+                        out[i + 1] = xr[i + 1] * c[i + 1] - xr[i] * s[i];
+                    }
                 }
             }
-            (true, true) => {
-                for i in 0..half {
-                    out[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
-                    out[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
-                }
-            }
-            (false, false) => {
-                for i in (0..d).step_by(2) {
-                    out[i] = xr[i] * c[i] - xr[i + 1] * s[i];
-                    out[i + 1] = xr[i + 1] * c[i + 1] + xr[i] * s[i + 1];
-                }
-            }
-            (false, true) => {
-                for i in (0..d).step_by(2) {
-                    out[i] = xr[i] * c[i] + xr[i + 1] * s[i + 1];
-                    out[i + 1] = xr[i + 1] * c[i + 1] - xr[i] * s[i];
-                }
-            }
-        }
-    });
+        },
+    );
     like(x, y)
 }
 
@@ -425,11 +463,17 @@ fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (av, bv) = (values(a), values(b));
     let n = last(a);
     let mut y = vec![0.0f32; av.len()];
-    for_rows(&mut y, n, 1, |i, _, row| {
-        for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
-            *y = a * sigmoid(*a) * b;
-        }
-    });
+    for_rows(
+        &mut y,
+        n,
+        1,
+        #[inline(always)]
+        |i, _, row| {
+            for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
+                *y = a * sigmoid(*a) * b;
+            }
+        },
+    );
     like(a, y)
 }
 
@@ -444,15 +488,18 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     }
     let task = |(g, (da, db)): (usize, (&mut [f32], &mut [f32]))| {
         let r = g * ROWS_PER_TASK * n..g * ROWS_PER_TASK * n + da.len();
-        wide(|| {
-            for ((((da, db), a), b), dy) in
-                da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
-            {
-                let s = sigmoid(*a);
-                *da = dy * b * s * (1.0 + a * (1.0 - s));
-                *db = dy * a * s;
-            }
-        })
+        wide(
+            #[inline(always)]
+            || {
+                for ((((da, db), a), b), dy) in
+                    da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+                {
+                    let s = sigmoid(*a);
+                    *da = dy * b * s * (1.0 + a * (1.0 - s));
+                    *db = dy * a * s;
+                }
+            },
+        )
     };
     let chunk = n * ROWS_PER_TASK;
     #[cfg(not(target_arch = "wasm32"))]
@@ -512,12 +559,16 @@ where
         return;
     }
     let task = |(g, rows): (usize, &mut [f32])| {
-        wide(|| {
-            for (j, row) in rows.chunks_mut(len).enumerate() {
-                let i = g * ROWS_PER_TASK + j;
-                f(i / per_batch, i % per_batch, row);
-            }
-        })
+        // Inlined into `wide`'s AVX2 copy, so the loops (and `f`) are compiled for it.
+        wide(
+            #[inline(always)]
+            || {
+                for (j, row) in rows.chunks_mut(len).enumerate() {
+                    let i = g * ROWS_PER_TASK + j;
+                    f(i / per_batch, i % per_batch, row);
+                }
+            },
+        )
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -548,18 +599,65 @@ fn wide<R>(body: impl FnOnce() -> R) -> R {
 }
 
 /// In-place softmax of one row.
+#[inline(always)]
 fn softmax_in_place(row: &mut [f32]) {
     if row.is_empty() {
         return;
     }
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(row);
     for x in row.iter_mut() {
         *x = exp(*x - max);
     }
-    let inv = 1.0 / row.iter().sum::<f32>();
+    let inv = 1.0 / total(row);
     for x in row.iter_mut() {
         *x *= inv;
     }
+}
+
+/// Σ aᵢ·bᵢ in 8 independent lanes, so it vectorises (one running sum is a serial chain the
+/// compiler may not reorder).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ aᵢ, in 8 lanes likewise.
+#[inline(always)]
+fn total(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    let mut acc = [0.0f32; 8];
+    for x in chunks {
+        for l in 0..8 {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The largest value, in 8 lanes likewise.
+#[inline(always)]
+fn max(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(8);
+    let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut acc = [f32::NEG_INFINITY; 8];
+    for x in chunks {
+        for l in 0..8 {
+            acc[l] = if x[l] > acc[l] { x[l] } else { acc[l] };
+        }
+    }
+    for x in acc {
+        m = if x > m { x } else { m };
+    }
+    m
 }
 
 /// `eˣ` to ~1 ulp, branch-free so loops over it vectorise (Cephes' `expf`: x = n·ln2 + r,
@@ -572,7 +670,10 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t holds n = round(x·log2 e) in its low mantissa bits: 2ⁿ comes from t's bits alone, with no
+    // float→int conversion (whose saturating form does not vectorise on baseline x86-64).
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -581,7 +682,8 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // (t + 127)'s mantissa ends in the bits of n + 127 ∈ [1, 254]; shifted up they are 2ⁿ's exponent.
+    y * f32::from_bits((t + 127.0).to_bits() << 23)
 }
 
 #[cfg(test)]

@@ -241,13 +241,7 @@ impl Rope {
 }
 
 impl Attention {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: Option<&Rope>,
-        mask: &Mask,
-        cache: Option<&mut LayerKv>,
-    ) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: Option<&Rope>, mask: &Mask, cache: Option<&mut LayerKv>) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let hd = self.head_dim;
         // [B, T, H, head]: RoPE works on this layout; attention on [B, H, T, head].
@@ -316,13 +310,7 @@ impl FeedForward {
 }
 
 impl Block {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: Option<&Rope>,
-        mask: &Mask,
-        cache: Option<&mut LayerKv>,
-    ) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: Option<&Rope>, mask: &Mask, cache: Option<&mut LayerKv>) -> Tensor<3> {
         let post = |n: &Option<Norm>, y: Tensor<3>| match n {
             Some(n) => n.forward(y),
             None => y,

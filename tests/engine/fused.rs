@@ -60,7 +60,9 @@ fn fused_attention_matches_composed_ops_on_random_shapes_and_masks() {
         };
         let f = run(&|q, k, v| fused::attention(q, k, v, ranges.clone()));
         let c = run(&|q, k, v| fused::composed(q, k, v, &mask));
-        let what = format!("case {case}: b {b} kv {kv} g {g} head {head} t {t} start {start} lengths {lengths:?} window {window:?}");
+        let what = format!(
+            "case {case}: b {b} kv {kv} g {g} head {head} t {t} start {start} lengths {lengths:?} window {window:?}"
+        );
         close(&format!("{what} out"), f.0, c.0, &keep);
         close(&format!("{what} dq"), f.1, c.1, &keep);
         let all = vec![1.0; b * kv * keys];
@@ -88,7 +90,10 @@ fn same_with_grads<const D: usize>(
     let (f, c) = (run(&fused), run(&composed));
     for (n, (f, c)) in f.iter().zip(&c).enumerate() {
         for (i, (x, y)) in f.iter().zip(c).enumerate() {
-            assert!((x - y).abs() <= 1e-4 + 1e-4 * y.abs(), "{what} (output 0, gradients 1..) #{n}[{i}]: fused {x}, composed {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 + 1e-4 * y.abs(),
+                "{what} (output 0, gradients 1..) #{n}[{i}]: fused {x}, composed {y}"
+            );
         }
     }
 }
@@ -127,7 +132,8 @@ fn fused_rope_matches_the_rotation_matrix_form() {
     let device = cpu().autodiff();
     for case in 0..12 {
         let rotate_half = case % 2 == 0;
-        let (b, t, h, d) = (rng.random_range(1..3), rng.random_range(1..9), rng.random_range(1..5), [2, 4, 8, 64][case % 4]);
+        let (b, t, h, d) =
+            (rng.random_range(1..3), rng.random_range(1..9), rng.random_range(1..5), [2, 4, 8, 64][case % 4]);
         // rot(x)[i] = ∓x[partner(i)]: the pair's first element takes the minus sign.
         let mut rot = vec![0.0f32; d * d];
         for i in 0..d {
