@@ -219,12 +219,7 @@ impl Backward<Flex, 1> for RopeBackward {
     type State = (FlexTensor, FlexTensor, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [nx] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (cos, sin, rotate_half) = ops.state;
-        if let Some(node) = nx {
-            grads.register::<Flex>(node.id, rope_apply(&grad, &cos, &sin, rotate_half, true));
-        }
+        register(ops, grads, |(cos, sin, rotate_half), grad| [rope_apply(&grad, &cos, &sin, rotate_half, true)]);
     }
 }
 
@@ -236,16 +231,7 @@ impl Backward<Flex, 2> for RmsBackward {
     type State = (FlexTensor, FlexTensor, Vec<f32>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [nx, ngamma] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, inv) = ops.state;
-        let (dx, dgamma) = rms_backward(&x, &gamma, &inv, &grad);
-        if let Some(node) = nx {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let Some(node) = ngamma {
-            grads.register::<Flex>(node.id, dgamma);
-        }
+        register(ops, grads, |(x, gamma, inv), grad| rms_backward(&x, &gamma, &inv, &grad).into());
     }
 }
 
@@ -256,16 +242,7 @@ impl Backward<Flex, 2> for SwigluBackward {
     type State = (FlexTensor, FlexTensor);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [na, nb] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (a, b) = ops.state;
-        let (da, db) = swiglu_backward(&a, &b, &grad);
-        if let Some(node) = na {
-            grads.register::<Flex>(node.id, da);
-        }
-        if let Some(node) = nb {
-            grads.register::<Flex>(node.id, db);
-        }
+        register(ops, grads, |(a, b), grad| swiglu_backward(&a, &b, &grad).into());
     }
 }
 
@@ -285,14 +262,21 @@ impl Backward<Flex, 3> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [nq, nk, nv] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let s = ops.state;
-        let (dq, dk, dv) = backward(&s.q, &s.k, &s.v, &s.probs, &grad);
-        for (node, g) in [(nq, dq), (nk, dk), (nv, dv)] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, g);
-            }
+        register(ops, grads, |s, grad| backward(&s.q, &s.k, &s.v, &s.probs, &grad).into());
+    }
+}
+
+/// Computes the parents' gradients from the saved state and the output's gradient, and hands
+/// each parent that takes part in the graph its own.
+fn register<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    compute: impl FnOnce(S, FlexTensor) -> [FlexTensor; N],
+) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    for (parent, value) in ops.parents.into_iter().zip(compute(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, value);
         }
     }
 }
