@@ -4,6 +4,7 @@ CACHE="${KTO_CACHE:-$HOME/.cache/kto-studio}"
 # One cargo target dir per target, outside the clone, so repeated runs (and CI) build incrementally.
 export CARGO_TARGET_DIR="$CACHE/target-native"
 WASM_TARGET_DIR="$CACHE/target-wasm"
+WASM_THREADS_TARGET_DIR="$CACHE/target-wasm-threads"
 export PATH="$HOME/.cargo/bin:$PATH"
 WASM_BINDGEN_VERSION=0.2.130
 # The built-in model: ../shared beside the checkout, else the copy setup.sh downloaded.

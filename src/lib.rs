@@ -22,6 +22,8 @@ pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+mod wasm_pool;
 
 pub use bundle::ModelBundle;
 pub use device::BackendKind;

@@ -17,13 +17,21 @@ unsafe extern "C" {
     fn __wasm_call_ctors();
 }
 
-/// Runs once when the module is instantiated. cubecl registers kernels through static
+/// Runs when the module is instantiated. cubecl registers kernels through static
 /// constructors; if nothing calls them here, wasm-ld wraps every export in a stub that re-runs
-/// them all on each call (a 10x slowdown, see docs/wasm.md).
+/// them all on each call (a 10x slowdown, see docs/wasm.md). The threaded build instantiates the
+/// module once per pool worker over the same memory: the constructors must still run only once.
 #[wasm_bindgen(start)]
 pub fn start() {
-    unsafe { __wasm_call_ctors() };
+    static CTORS: std::sync::Once = std::sync::Once::new();
+    CTORS.call_once(|| unsafe { __wasm_call_ctors() });
     console_error_panic_hook::set_once();
+}
+
+/// Bytes of wasm linear memory: the engine's host-side peak (it never shrinks).
+#[wasm_bindgen]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size::<0>() * 65536) as f64
 }
 
 thread_local! {
@@ -68,7 +76,11 @@ async fn ask(f: &js_sys::Function, event: JsValue) -> Control {
 pub async fn init(backend: String) -> Result<JsValue, JsError> {
     let kind: crate::BackendKind = backend.parse().map_err(js_err)?;
     let device = crate::device::init_async(kind).await.map_err(js_err)?;
-    let info = serde_json::json!({ "backend": kind.to_string(), "device": format!("{device:?}") });
+    let info = serde_json::json!({
+        "backend": kind.to_string(),
+        "device": format!("{device:?}"),
+        "threads": crate::device::cpu_threads(),
+    });
     match SESSION.with(|s| s.borrow().clone()) {
         Some(s) => s.set_device(kind, device).map_err(js_err)?,
         None => SESSION.with(|s| *s.borrow_mut() = Some(Rc::new(Session::new(kind, device)))),

@@ -486,12 +486,12 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
         )
     };
     let chunk = n * ROWS_PER_TASK;
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;
         da.par_chunks_mut(chunk).zip(db.par_chunks_mut(chunk)).enumerate().for_each(task);
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     da.chunks_mut(chunk).zip(db.chunks_mut(chunk)).enumerate().for_each(task);
     (like(a, da), like(b, db))
 }
@@ -534,7 +534,8 @@ fn owned(x: &mut FlexTensor) -> &mut [f32] {
 const ROWS_PER_TASK: usize = 64;
 
 /// Runs `f(batch row, row within it, row values)` over every row of `len` values
-/// (`per_batch` rows per batch row): rayon threads natively, in turn in wasm.
+/// (`per_batch` rows per batch row): rayon threads natively and in threaded wasm, in turn
+/// in single-threaded wasm.
 fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, f: F)
 where
     F: Fn(usize, usize, &mut [f32]) + Sync + Send,
@@ -554,12 +555,12 @@ where
             },
         )
     };
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;
         data.par_chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     data.chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
 }
 

@@ -50,6 +50,8 @@ function assertFiniteMetrics(history) {
 function assertOnlyOwnAssets(env) {
   assert.ok(env.requests.length > 0);
   for (const url of env.requests) {
+    // The thread pool's workers start from a blob: URL of the app's own script (no network).
+    if (url.startsWith(`blob:${env.origin}/`)) continue;
     assert.ok(url.startsWith(`${env.origin}/`), `request to ${url}`);
     let path = new URL(url).pathname;
     if (path.endsWith('/')) path += 'index.html';
@@ -62,6 +64,8 @@ test('the wasm module calls its static constructors once (no per-export command_
   assert.ok(wasm.length > 1_000_000);
   assert.equal(wasm.includes(Buffer.from('command_export')), false);
   assert.equal(wasm.includes(Buffer.from('__wbindgen_start')), true, 'a start function (which runs the constructors) is exported');
+  const threaded = readFileSync(join(ROOT, 'dist/pkg-threads/kto_studio_bg.wasm'));
+  assert.equal(threaded.includes(Buffer.from('command_export')), false, 'the threaded build neither');
 });
 
 test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, () => withBrowser({ webgpu: true }, 'webgpu', async (env) => {
@@ -235,11 +239,31 @@ test('WebGPU: label → reload → train → compare; JSONL; native parity; bad 
     assertOnlyOwnAssets(env);
 }));
 
-test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm)', { timeout: 900_000 }, () => withBrowser({ webgpu: false }, 'cpu', async (env) => {
+test('threads: a cross-origin isolated page runs the threaded CPU engine on a pool of Web Workers', { timeout: 300_000 }, () => withBrowser({ webgpu: false }, 'threads', async (env) => {
+  const { page } = env;
+  await openApp(env);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the app server sends COOP/COEP');
+  const badge = page.locator('[data-testid=backend]');
+  assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
+  // Every thread of the engine's rayon pool answered a broadcast: that many Web Workers run the wasm.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  assert.equal(Number(await badge.getAttribute('data-threads')), Math.min(cores, 16));
+  assert.match(await badge.textContent(), new RegExp(`CPU \\(wasm, ${Math.min(cores, 16)} threads?\\)`));
+  // The threaded build trains (its numbers are held to the native engine's by the mood demo test).
+  const r = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 2, genTokens: 8 }));
+  assert.ok(r.kto_step_ms > 0 && r.generate_tokens === 8, JSON.stringify(r));
+  assertOnlyOwnAssets(env);
+}));
+
+// Served without COOP/COEP (any static server): no shared memory, so the single-threaded build.
+test('CPU fallback: without WebGPU the app runs the engine on the CPU (wasm), single-threaded when not isolated', { timeout: 900_000 }, () => withBrowser({ webgpu: false, isolated: false }, 'cpu', async (env) => {
     const { page } = env;
     await openApp(env);
     const badge = page.locator('[data-testid=backend]');
     assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
+    assert.equal(await badge.getAttribute('data-threads'), '1');
+    assert.match(await badge.getAttribute('title'), /1 thread: the page is not cross-origin isolated/);
     assert.match(await page.textContent('[data-testid=notice]'), /CPU/);
     const group = await generateGroup(page, PROMPTS[0], 2);
     await group.locator('[data-testid=label-up]').first().click();
@@ -319,7 +343,7 @@ test('auto backend: a software WebGPU adapter is detected and the faster CPU bac
   assert.equal(await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter())), true, 'this browser has a WebGPU adapter');
   assert.equal(await badge.getAttribute('data-backend'), 'cpu', await badge.textContent());
   assert.equal(await badge.getAttribute('data-software'), 'true');
-  assert.match(await badge.textContent(), /CPU \(wasm\) · auto/);
+  assert.match(await badge.textContent(), /CPU \(wasm, \d+ threads?\) · auto/);
   assert.match(await badge.getAttribute('title'), /Chosen automatically: WebGPU is available but it is SwiftShader, a software renderer: the CPU backend is faster here/);
   assert.match(await page.textContent('[data-testid=backend-why]'), /^auto chose the CPU: WebGPU is available but it is SwiftShader/);
   // The CPU backend is the faster one here: the engine's own benchmark on both, same page session.

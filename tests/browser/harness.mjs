@@ -15,9 +15,10 @@ const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disab
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader',
   '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 
-/** Start server + browser. `webgpu: false` launches Chromium without any WebGPU adapter. */
-export async function launch({ webgpu = true, root = join(ROOT, 'dist') } = {}) {
-  const server = await serve(root, 0);
+/** Start server + browser. `webgpu: false` launches Chromium without any WebGPU adapter;
+ *  `isolated: false` serves the app without COOP/COEP (no shared memory: one engine thread). */
+export async function launch({ webgpu = true, isolated = true, root = join(ROOT, 'dist') } = {}) {
+  const server = await serve(root, 0, { isolated });
   const origin = `http://127.0.0.1:${server.address().port}`;
   const userDataDir = mkdtempSync(join(tmpdir(), 'kto-chromium-'));
   const args = [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : ['--disable-gpu', '--disable-features=WebGPU,Vulkan'])];

@@ -40,8 +40,11 @@ const app = {
     const kind = info.software ? 'software adapter' : 'hardware GPU';
     badge.textContent = info.backend === 'wgpu'
       ? `WebGPU · ${name} (${kind})`
-      : `CPU (wasm)${info.autoReason ? ' · auto' : ''}`;
-    badge.title = info.autoReason ? `Chosen automatically: ${info.autoReason}. The backend menu switches it.` : '';
+      : `CPU (wasm, ${info.threads} thread${info.threads > 1 ? 's' : ''})${info.autoReason ? ' · auto' : ''}`;
+    badge.title = [
+      info.autoReason ? `Chosen automatically: ${info.autoReason}. The backend menu switches it.` : '',
+      info.backend !== 'wgpu' ? name : '',
+    ].filter(Boolean).join(' ');
     // Say what was chosen and why, and when the other backend would be faster.
     $('#backend-why').textContent = info.autoReason
       ? `auto chose ${info.backend === 'wgpu' ? 'WebGPU' : 'the CPU'}: ${info.autoReason}.`
@@ -51,6 +54,7 @@ const app = {
     badge.dataset.backend = info.backend;
     badge.dataset.adapter = JSON.stringify(a);
     badge.dataset.software = String(!!info.software);
+    badge.dataset.threads = String(info.threads);
     notice(info.fallbackReason ? `Running on the CPU: ${info.fallbackReason}.` : '');
     return info;
   },
@@ -198,7 +202,13 @@ async function recover(reason) {
 }
 
 async function restartEngine(choice, reason) {
-  if (reason) app.engine.restart();
+  try {
+    // The threaded CPU build and the WebGPU build are different wasm modules: one per worker.
+    if (reason || (await app.engine.call('needsNewWorker', { backend: choice }))) app.engine.restart();
+  } catch (e) {
+    views.model.showError(e);
+    return;
+  }
   try {
     await app.initBackend(choice);
     if (app.model) views.model.render(await app.loadModel(app.model.name, app.model.files, app.model.folder));

@@ -2,8 +2,11 @@
 //
 // Requests (page -> worker): { id, type, ...args }. `settings` below is the flat training settings
 // object whose keys, defaults and ranges the `settings` request returns (src/kto/settings.rs).
-//   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, software, autoReason?, fallbackReason? }
-//             ('auto': WebGPU on a hardware adapter, the CPU on a software one; autoReason says why)
+//   init      { backend: 'auto' | 'webgpu' | 'cpu' }        -> { backend, adapter, device, threads, software, autoReason?, fallbackReason? }
+//             ('auto': WebGPU on a hardware adapter, the CPU on a software one; autoReason says why;
+//              threads: the CPU backend's thread count; the worker loads its wasm build here, once)
+//   needsNewWorker { backend }                              -> true when that backend needs the other wasm build
+//             (threaded CPU vs single-threaded with WebGPU): the page then restarts the worker first
 //   load      { name, files: [{ name, bytes: ArrayBuffer }], folder } -> model info {name, family, format, files, config, parameters, chat}
 //             (a .gguf; a Hugging Face folder's config.json + *.safetensors + tokenizer*.json; or llama2.c .bin + tok*.bin)
 //   generate  { prompt, n, sampling, which: 'base'|'trained', chat } -> [{ ids, text, finished }]

@@ -1,8 +1,53 @@
 // The Web Worker that hosts the wasm engine, so the page never blocks on compute.
 // Protocol: see protocol.js.
-import init, * as engine from '../pkg/kto_studio.js';
 
-const ready = init({ module_or_path: new URL('../pkg/kto_studio_bg.wasm', import.meta.url) });
+/** Two builds of the engine. pkg-threads/ computes on a rayon pool of Web Workers that share the
+ *  module's memory, which a browser allows only on a cross-origin isolated page (the app's server
+ *  sends COOP/COEP); it has no WebGPU (wgpu's browser objects cannot cross threads). pkg/ runs on
+ *  one thread and has both backends. A worker loads one build, at its first `init`; a backend
+ *  that needs the other build gets a fresh worker (`needsNewWorker`). */
+const isolated = self.crossOriginIsolated === true;
+/** Threads of the CPU pool: more than cores only contend; past 16, gemm's blocks are too small to share. */
+const poolSize = Math.max(1, Math.min(self.navigator.hardwareConcurrency || 1, 16));
+let engine = null;
+let build = null; // 'threads' | 'single', once loaded
+let loading = null;
+let markReady, markFailed;
+const ready = new Promise((ok, fail) => { markReady = ok; markFailed = fail; });
+ready.catch(() => {}); // a failed load is reported by `init`; later calls see it through `ready`
+
+/** Loads a build once. A build that cannot load (a deployment missing its files) makes this
+ *  worker useless: the error is fatal, so the page restarts it, and gives up after a few tries. */
+function load(which) {
+  const dir = which === 'threads' ? '../pkg-threads/' : '../pkg/';
+  loading ||= (async () => {
+    engine = await import(`${dir}kto_studio.js`);
+    await engine.default({ module_or_path: new URL(`${dir}kto_studio_bg.wasm`, import.meta.url) });
+    if (which === 'threads') await startPool(poolSize);
+    build = which;
+  })().then(markReady, (e) => {
+    const err = Object.assign(new Error(`the engine (${dir.slice(3)}) failed to load: ${e?.message || e}`), { fatal: true });
+    markFailed(err);
+    throw err;
+  });
+  return loading;
+}
+
+/** The threaded build's CPU pool: this worker is thread 0 and `threads - 1` helper workers (each
+ *  the same module over the same memory) are the rest (src/wasm_pool.rs). */
+async function startPool(threads) {
+  const [module, memory] = engine.pool_shared();
+  const engineUrl = new URL('../pkg-threads/kto_studio.js', import.meta.url).href;
+  await Promise.all(Array.from({ length: threads - 1 }, () => new Promise((ok, fail) => {
+    const helper = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module' });
+    helper.onmessage = () => ok();
+    helper.onerror = (e) => fail(new Error(`a CPU pool worker failed to start: ${e.message}`));
+    helper.postMessage({ engineUrl, module, memory });
+    poolHelpers.push(helper);
+  })));
+  engine.pool_start(threads);
+}
+const poolHelpers = []; // kept referenced for the page's life
 
 async function adapterInfo() {
   if (!self.navigator.gpu) return { adapter: null, reason: 'this browser has no WebGPU (navigator.gpu is missing)' };
@@ -30,30 +75,57 @@ function softwareAdapter(a) {
   return m ? `it is ${m[0].toLowerCase() === 'swiftshader' ? 'SwiftShader' : m[0]}, a software renderer` : null;
 }
 
-const cpuAdapter = { description: 'CPU (wasm)' };
-
-/** 'auto' takes WebGPU on a hardware adapter and the CPU otherwise, and says why (`autoReason`). */
-async function initBackend({ backend }) {
-  if (backend === 'cpu') return { ...(await engine.init('cpu')), adapter: cpuAdapter };
+/** Where a backend choice runs: 'auto' takes WebGPU on a hardware adapter and the CPU otherwise,
+ *  and says why (`autoReason`); a missing adapter falls back to the CPU (`fallbackReason`). */
+async function plan(backend) {
+  if (backend === 'cpu') return { gpu: false };
   const { adapter, reason } = await adapterInfo();
-  if (adapter) {
-    const software = backend === 'auto' ? softwareAdapter(adapter) : null;
-    if (software) {
-      return {
-        ...(await engine.init('cpu')), adapter: cpuAdapter, webgpuAdapter: adapter, software: true,
-        autoReason: `WebGPU is available but ${software}: the CPU backend is faster here`,
-      };
-    }
-    try {
-      const info = await engine.init('wgpu');
-      return { ...info, adapter, software: !!softwareAdapter(adapter), autoReason: backend === 'auto' ? 'a hardware GPU adapter' : undefined };
-    } catch (e) {
-      if (backend === 'webgpu') throw e;
-      return { ...(await engine.init('cpu')), adapter: cpuAdapter, fallbackReason: `WebGPU failed: ${e.message}` };
-    }
+  if (!adapter) {
+    if (backend === 'webgpu') throw new Error(reason);
+    return { gpu: false, fallbackReason: reason };
   }
-  if (backend === 'webgpu') throw new Error(reason);
-  return { ...(await engine.init('cpu')), adapter: cpuAdapter, fallbackReason: reason };
+  const software = softwareAdapter(adapter);
+  if (backend === 'auto' && software) {
+    return { gpu: false, webgpuAdapter: adapter, software: true, autoReason: `WebGPU is available but ${software}: the CPU backend is faster here` };
+  }
+  return { gpu: true, adapter, software: !!software, autoReason: backend === 'auto' ? 'a hardware GPU adapter' : undefined };
+}
+
+const buildFor = (p) => (!p.gpu && isolated ? 'threads' : 'single');
+
+function cpuAdapter(threads) {
+  const why = build === 'threads' ? '' : isolated ? ' (the WebGPU build)' : ': the page is not cross-origin isolated';
+  return { description: `CPU (wasm, ${threads} thread${threads > 1 ? 's' : ''}${why})` };
+}
+
+async function initBackend({ backend }) {
+  const { gpu, ...where } = await plan(backend);
+  const wanted = buildFor({ gpu });
+  if (build && build !== wanted) throw new Error(`this engine worker runs the ${build} build; the ${backend} backend needs a new worker`);
+  await load(wanted);
+  const cpu = async (extra) => {
+    const info = await engine.init('cpu');
+    return { ...info, ...extra, adapter: cpuAdapter(info.threads) };
+  };
+  if (!gpu) return cpu(where);
+  try {
+    return { ...(await engine.init('wgpu')), ...where };
+  } catch (e) {
+    if (backend === 'webgpu') throw e;
+    return cpu({ fallbackReason: `WebGPU failed: ${e.message}` });
+  }
+}
+
+/** Whether `backend` needs the other build than this worker's (the page then starts a new one). */
+async function needsNewWorker({ backend }) {
+  if (control.running) throw new Error('a training run is in progress: cancel it before switching the backend');
+  if (!build) return false;
+  try {
+    const { gpu } = await plan(backend);
+    return buildFor({ gpu }) !== build;
+  } catch {
+    return false; // `init` reports why this backend cannot start
+  }
 }
 
 const MiB = 1024 * 1024;
@@ -129,6 +201,7 @@ async function runTraining(id, { rows, settings }) {
 
 const handlers = {
   init: initDevice,
+  needsNewWorker,
   load: ({ name, files, folder }) =>
     engine.load_files(name, files.map((f) => f.name), files.map((f) => new Uint8Array(f.bytes)), !!folder),
   generate: ({ prompt, n, sampling, which, chat }, id) =>
@@ -136,7 +209,7 @@ const handlers = {
   settings: () => engine.settings(),
   memory: ({ rows, settings }) => assessMemory(rows, settings),
   /** Bytes of wasm linear memory: the engine's host-side peak (it never shrinks). */
-  stats: async () => ({ wasmMemory: (await ready).memory.buffer.byteLength }),
+  stats: () => ({ wasmMemory: engine.memory_bytes() }),
   exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
   importAdapter: ({ config, tensors }) => engine.import_adapter(new Uint8Array(config), new Uint8Array(tensors)),
   train: (args, id) => runTraining(id, args),
@@ -169,15 +242,16 @@ const handlers = {
 self.onmessage = async ({ data }) => {
   const { id, type } = data;
   try {
-    await ready;
+    if (type !== 'init' && type !== 'needsNewWorker') await ready;
     const handler = handlers[type];
     if (!handler) throw new Error(`unknown request '${type}'`);
     const value = await handler(data, id);
     const transfer = value && value.bytes instanceof ArrayBuffer ? [value.bytes] : [];
     self.postMessage({ id, type: 'result', value }, transfer);
   } catch (e) {
-    // A wasm trap (RuntimeError) means a bug inside the engine: the instance cannot be trusted.
-    const fatal = e instanceof WebAssembly.RuntimeError;
+    // A wasm trap (RuntimeError) means a bug inside the engine: the instance cannot be trusted;
+    // an engine that failed to load cannot serve anything either.
+    const fatal = e instanceof WebAssembly.RuntimeError || e?.fatal === true;
     self.postMessage({ id, type: 'error', message: e?.message || String(e), fatal });
   }
 };
