@@ -121,8 +121,9 @@ impl Proj {
         match &self.lora {
             None => y,
             Some(l) => {
+                // The scale rides on the [r, out] matrix, not on the [B, T, out] product.
                 let h = l.dropout.forward(x).matmul(l.a.val().unsqueeze::<3>());
-                y + h.matmul(l.b.val().unsqueeze::<3>()).mul_scalar(l.scale)
+                y + h.matmul(l.b.val().mul_scalar(l.scale).unsqueeze::<3>())
             }
         }
     }
