@@ -105,8 +105,12 @@ pub fn completion_logps(model: &Model, c: &Collated, device: &Device) -> Tensor<
     let d = hidden.dims()[2];
     let picked =
         hidden.reshape([b * t, d]).select(0, Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), device));
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
-    let token_logp = target_logps(model.classify(picked), targets);
+    let logits = model.classify(picked);
+    let token_logp = if crate::model::fused::supported(device) {
+        crate::model::fused::target_logps(logits, targets.into_iter().map(|t| t as u32).collect())
+    } else {
+        target_logps(logits, Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), device))
+    };
     // Row sums as one [B, N] · [N, 1] product with the completion-mask weights.
     let mut w = vec![0.0f32; b * n];
     for (j, (row, m)) in owners.into_iter().enumerate() {

@@ -1,5 +1,6 @@
-//! The fused CPU attention kernel against the same attention composed from burn tensor ops, on a
-//! family of random shapes and masks: outputs and the gradients of q, k and v.
+//! The fused CPU kernels (attention, RMSNorm, SwiGLU, RoPE, target log-probs) against the same maths
+//! composed from burn tensor ops, on families of random shapes (and masks): outputs and the
+//! gradients of every input.
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use kto_studio::model::fused::{self, KeyRanges};
@@ -153,6 +154,30 @@ fn fused_rope_matches_the_rotation_matrix_form() {
                 let rotated = x[0].clone().reshape([b * t * h, d]).matmul(rot.clone()).reshape([b, t, h, d]);
                 x[0].clone() * cos.clone() + rotated * sin.clone()
             },
+        );
+    }
+}
+
+#[test]
+fn fused_target_logps_match_gather_minus_logsumexp() {
+    use burn::tensor::Int;
+    let mut rng = StdRng::seed_from_u64(13);
+    let device = cpu().autodiff();
+    for case in 0..12 {
+        // Vocabularies around the 8-lane edges, and wide logits (a model's early steps are not).
+        let (rows, vocab) = (rng.random_range(1..150), [1, 7, 8, 9, 512, 1031][case % 6]);
+        let scale = [1.0, 8.0, 30.0][case % 3];
+        let targets: Vec<u32> = (0..rows).map(|_| rng.random_range(0..vocab) as u32).collect();
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(targets.iter().map(|&t| t as i32).collect::<Vec<_>>(), [rows, 1]),
+            &device,
+        );
+        same_with_grads(
+            &format!("target_logps case {case}: rows {rows} vocab {vocab} scale {scale}"),
+            vec![Tensor::<2>::random([rows, vocab], Distribution::Normal(0.0, scale), &device)],
+            Tensor::<2>::random([rows, 1], Distribution::Normal(0.0, 1.0), &device),
+            |x| fused::target_logps(x[0].clone(), targets.clone()),
+            |x| kto_studio::score::target_logps(x[0].clone(), ids.clone()),
         );
     }
 }
