@@ -10,13 +10,13 @@ log() { echo "[build] $*" >&2; }
 log "native CLI (target dir $CARGO_TARGET_DIR)"
 cargo build --release --locked --bin kto
 
-# wasm_engine OUT TARGET_DIR RUSTFLAGS [cargo args...]: one wasm build of the engine, bound into OUT/.
+# wasm_engine OUT TARGET_DIR TOOLCHAIN RUSTFLAGS [cargo args...]: one wasm build of the engine,
+# bound into OUT/. TOOLCHAIN "debian": Debian's rust-web toolchain, std built from source for
+# wasm32 (-Zbuild-std); "rustup": rustup's prebuilt wasm32 std.
 wasm_engine() {
-  local out=$1 dir=$2 flags=$3; shift 3
-  log "wasm engine -> $out/ (target dir $dir)"
-  if [ "$out" = pkg-threads ] || [ -f "$CACHE/.debian-wasm" ]; then
-    # Debian's rust-web toolchain: std is built from source for wasm32 (the threaded build needs
-    # that anyway, to get a std with atomics).
+  local out=$1 dir=$2 toolchain=$3 flags=$4; shift 4
+  log "wasm engine -> $out/ ($toolchain toolchain, target dir $dir)"
+  if [ "$toolchain" = debian ]; then
     PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$flags" \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld CARGO_TARGET_DIR="$dir" \
       /usr/bin/cargo build --release --locked --lib --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort "$@"
@@ -35,13 +35,14 @@ wasm_engine() {
 }
 # 128-bit SIMD (every browser with WebGPU has it): burn-flex's gemm matmuls and elementwise kernels
 # use it, ~2x on the CPU backend. Set per build, not in .cargo/config.toml, so native builds keep theirs.
-wasm_engine pkg "$WASM_TARGET_DIR" "-C target-feature=+simd128"
+wasm_engine pkg "$WASM_TARGET_DIR" "$([ -f "$CACHE/.debian-wasm" ] && echo debian || echo rustup)" "-C target-feature=+simd128"
 # The threaded build (the CPU backend of cross-origin isolated pages; no WebGPU, see Cargo.toml):
 # std with atomics, and a memory each thread imports, shared, up to wasm32's 4 GiB (SmolLM2
 # training needs more than 1 GiB), with the thread-local-storage symbols wasm-bindgen sets up per
-# thread (rustc 1.96 passes none of these linker flags by itself).
+# thread (rustc 1.96 passes none of these linker flags by itself). Only a std built from source
+# has atomics: always Debian's toolchain (rustup's here have no rust-src).
 link="--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base"
-wasm_engine pkg-threads "$WASM_THREADS_TARGET_DIR" \
+wasm_engine pkg-threads "$WASM_THREADS_TARGET_DIR" debian \
   "-C target-feature=+simd128,+atomics,+bulk-memory $(printf -- ' -C link-arg=%s' $link)" --no-default-features --features threads
 
 log "assembling dist/"
