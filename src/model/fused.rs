@@ -445,8 +445,7 @@ fn logps_forward(x: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<f32>) {
         },
     );
     let y = lse.iter().zip(targets).enumerate().map(|(i, (l, &t))| xv[i * v + t as usize] - l).collect();
-    let s = x.layout().shape();
-    (FlexTensor::from_data(TensorData::new(y, [s[0], 1])), lse)
+    (FlexTensor::from_data(TensorData::new(y, [targets.len(), 1])), lse)
 }
 
 /// d logits = g · (onehot(target) − softmax), row by row.
