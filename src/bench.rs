@@ -109,8 +109,9 @@ pub fn step_flops(c: &ModelConfig, batch: &KtoBatch, lora: bool) -> f64 {
     kl + main * if lora { 2.0 } else { 3.0 }
 }
 
-/// GFLOP/s of `[tokens, dim] · [dim, hidden]` on `device`, timed over enough repeats to last
-/// about `budget_ms` (one read-back at the end, so the GPU queue is drained inside the timing).
+/// GFLOP/s of `[tokens, dim] · [dim, hidden]` on `device` through the model's own projection
+/// (`fused::linear`), timed over enough repeats to last about `budget_ms` (one read-back at the
+/// end, so the GPU queue is drained inside the timing).
 pub async fn matmul_rate(
     device: &Device,
     m: usize,
@@ -125,7 +126,7 @@ pub async fn matmul_rate(
         let t0 = now();
         let mut acc = Tensor::<1>::zeros([1], device);
         for _ in 0..reps {
-            acc = acc + a.clone().matmul(b.clone()).narrow(0, 0, 1).narrow(1, 0, 1).reshape([1]);
+            acc = acc + crate::model::fused::linear(a.clone(), b.clone()).narrow(0, 0, 1).narrow(1, 0, 1).reshape([1]);
         }
         crate::device::read_f32(acc).await?;
         Ok(now() - t0)

@@ -220,13 +220,16 @@ mod native {
     /// Where the built-in stories260K lives: `$KTO_MODEL_DIR`, the shared folder beside the
     /// checkout, or the copy the setup script downloads into the build cache.
     pub fn builtin_dir() -> Result<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut candidates = Vec::new();
         if let Ok(dir) = std::env::var("KTO_MODEL_DIR") {
             candidates.push(PathBuf::from(dir));
         }
-        candidates.push(root.join("../shared/models/stories260K"));
-        candidates.push(root.join("dist/models/stories260K"));
+        // The checkout the binary was built from, then the one it runs in (a shared target dir may
+        // hold a binary built from a checkout that is gone).
+        for root in [Path::new(env!("CARGO_MANIFEST_DIR")), Path::new(".")] {
+            candidates.push(root.join("../shared/models/stories260K"));
+            candidates.push(root.join("dist/models/stories260K"));
+        }
         if let Some(home) = std::env::var_os("HOME") {
             candidates.push(PathBuf::from(home).join(".cache/kto-studio/models/stories260K"));
         }

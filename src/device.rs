@@ -104,7 +104,9 @@ pub async fn init_async(kind: BackendKind) -> Result<Device> {
 
 #[cfg(not(feature = "webgpu"))]
 fn no_webgpu() -> crate::Error {
-    device_err("this build of the engine has no WebGPU backend (built without the `webgpu` feature, as the page's threaded CPU build is)")
+    device_err(
+        "this build of the engine has no WebGPU backend (built without the `webgpu` feature, as the page's threaded CPU build is)",
+    )
 }
 
 fn cpu(kind: BackendKind) -> Device {

@@ -15,11 +15,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
+use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
+
+use super::gemm::{Mat, product};
 
 /// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
 /// row's padding (`lengths`) and the sliding window all cut the same interval.
@@ -104,6 +106,25 @@ pub fn target_logps(logits: Tensor<2>, targets: Vec<u32>) -> Tensor<2> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::target_logps(logits.into_dispatch(), targets))
 }
 
+/// `x·w` over the last axis of `x` (`w: [in, out]`), on any device: on a `supported` one as this
+/// file's op (`gemm::product`: written once, no copies, the weight's gradient summed over all rows
+/// by one product), elsewhere as burn's matmul.
+pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    if !supported(&x.device()) {
+        return x.matmul(w.unsqueeze());
+    }
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::linear(x.into_dispatch(), w.into_dispatch()))
+}
+
+/// burn's `Linear` layer through `linear` (its weight is `[in, out]`).
+pub fn project<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let y = linear(x, layer.weight.val());
+    match &layer.bias {
+        Some(b) => y + b.val().unsqueeze(),
+        None => y,
+    }
+}
+
 /// SwiGLU's gate, `silu(a) · b`, on a `supported` device.
 pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::swiglu(a.into_dispatch(), b.into_dispatch()))
@@ -138,6 +159,7 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
     fn rms_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
     fn swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
     fn target_logps(logits: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self>;
     fn rope(
         x: FloatTensor<Self>,
@@ -156,6 +178,9 @@ impl FusedOps for Flex {
     }
     fn swiglu(a: FlexTensor, b: FlexTensor) -> FlexTensor {
         swiglu_forward(&a, &b)
+    }
+    fn linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        linear_forward(&dense(x), &w)
     }
     fn target_logps(logits: FlexTensor, targets: Vec<u32>) -> FlexTensor {
         logps_forward(&logits, &targets).0
@@ -204,6 +229,17 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish((a, b), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(swiglu_forward(a.primitive(), b.primitive())),
+        }
+    }
+
+    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match LinearBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (dense(x.into_primitive()), w.into_primitive());
+                let y = linear_forward(&x, &w);
+                prep.finish((x, w), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(linear_forward(&dense(x.into_primitive()), w.primitive())),
         }
     }
 
@@ -271,6 +307,28 @@ impl Backward<Flex, 2> for SwigluBackward {
 }
 
 #[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// The input (row-major dense) and the weight.
+    type State = (FlexTensor, FlexTensor);
+
+    /// dx = dy·wᵀ and dw = xᵀ·dy over all rows at once, each only where its parent takes part
+    /// (a LoRA model's frozen base weights need no dw).
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let (x, w) = ops.state;
+        let [px, pw] = ops.parents;
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, like(&x, product(&Mat::rows_of(&dy), &Mat::of(&w).t())));
+        }
+        if let Some(node) = pw {
+            grads.register::<Flex>(node.id, like(&w, product(&Mat::rows_of(&x).t(), &Mat::rows_of(&dy))));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct LogpsBackward;
 
 impl Backward<Flex, 1> for LogpsBackward {
@@ -317,22 +375,29 @@ fn register<S, const N: usize>(
     }
 }
 
-fn matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
-    Flex::float_matmul(a, b)
+/// `x·w` for `x: [.., in]` (row-major dense), `w: [in, out]`.
+fn linear_forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let y = product(&Mat::rows_of(x), &Mat::of(w));
+    let s = x.layout().shape();
+    let mut shape: Vec<usize> = (0..s.num_dims()).map(|i| s[i]).collect();
+    *shape.last_mut().expect("a matrix") = last(w);
+    FlexTensor::from_data(TensorData::new(y, shape))
 }
 
-fn t(x: &FlexTensor) -> FlexTensor {
-    Flex::float_swap_dims(x.clone(), 2, 3)
+/// `x` in row-major order (a copy only when it is not).
+fn dense(x: FlexTensor) -> FlexTensor {
+    if x.is_contiguous() { x } else { x.to_contiguous() }
 }
 
-/// The forward pass: the two matmuls are burn-flex's (its gemm kernels, batched over B·KV); the
-/// softmax between them is this file's, over each row's visible keys only. Returns the output
-/// and the probabilities (for the backward pass).
+/// The forward pass: the two products are `gemm::product`s batched over B·KV (the keys' transpose
+/// read through its strides); the softmax between them is this file's, over each row's visible
+/// keys only. Returns the output and the probabilities (for the backward pass).
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -> (FlexTensor, FlexTensor) {
-    let mut p = matmul(q.clone(), t(k));
-    let [_, kv, rows, keys] = dims(&p);
+    let [b, kv, rows, _] = dims(q);
+    let keys = dims(k)[2];
+    let mut p = product(&Mat::of(q), &Mat::of(k).t());
     for_rows(
-        owned(&mut p),
+        &mut p,
         keys,
         kv * rows,
         #[inline(always)]
@@ -343,7 +408,9 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
             softmax_in_place(&mut row[lo..hi]);
         },
     );
-    (matmul(p.clone(), v.clone()), p)
+    let p = FlexTensor::from_data(TensorData::new(p, [b, kv, rows, keys]));
+    let out = product(&Mat::of(&p), &Mat::of(v));
+    (FlexTensor::from_data(TensorData::new(out, [b, kv, rows, dims(v)[3]])), p)
 }
 
 /// The backward pass: dP = dO·vᵀ, dS = P ⊙ (dP − Σ P⊙dP) row-wise (softmax's Jacobian; masked
@@ -355,12 +422,12 @@ fn backward(
     p: &FlexTensor,
     grad: &FlexTensor,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let mut ds = matmul(grad.clone(), t(v));
-    let [_, _, _, keys] = dims(&ds);
+    let mut ds = product(&Mat::of(grad), &Mat::of(v).t());
+    let [_, kv, rows, keys] = dims(p);
     let probs = values(p);
-    let rows_per_batch = dims(p)[1] * dims(p)[2];
+    let rows_per_batch = kv * rows;
     for_rows(
-        owned(&mut ds),
+        &mut ds,
         keys,
         rows_per_batch,
         #[inline(always)]
@@ -373,9 +440,10 @@ fn backward(
             }
         },
     );
-    let dq = matmul(ds.clone(), k.clone());
-    let dk = matmul(t(&ds), q.clone());
-    let dv = matmul(t(p), grad.clone());
+    let ds = like(p, ds);
+    let dq = like(q, product(&Mat::of(&ds), &Mat::of(k)));
+    let dk = like(k, product(&Mat::of(&ds).t(), &Mat::of(q)));
+    let dv = like(v, product(&Mat::of(p).t(), &Mat::of(grad)));
     (dq, dk, dv)
 }
 
@@ -597,15 +665,6 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
     }
-}
-
-/// The tensor's own f32 storage, to overwrite in place (a matmul's fresh, contiguous output).
-fn owned(x: &mut FlexTensor) -> &mut [f32] {
-    assert_eq!(x.dtype(), DType::F32, "fused attention runs in f32");
-    if !x.is_contiguous() || x.layout().contiguous_offsets() != Some((0, x.layout().num_elements())) {
-        *x = x.to_contiguous();
-    }
-    x.storage_mut::<f32>()
 }
 
 /// Rows per parallel task (small tensors stay on one thread).

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::fused;
 use super::transformer::Model;
 use super::weights::{Arch, transpose};
 use crate::Result;
@@ -117,13 +118,13 @@ impl Proj {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.base.forward(x.clone());
+        let y = fused::project(&self.base, x.clone());
         match &self.lora {
             None => y,
             Some(l) => {
                 // The scale rides on the [r, out] matrix, not on the [B, T, out] product.
-                let h = l.dropout.forward(x).matmul(l.a.val().unsqueeze::<3>());
-                y + h.matmul(l.b.val().mul_scalar(l.scale).unsqueeze::<3>())
+                let h = fused::linear(l.dropout.forward(x), l.a.val());
+                y + fused::linear(h, l.b.val().mul_scalar(l.scale))
             }
         }
     }

@@ -2,6 +2,7 @@
 //! module that runs them, and LoRA adapters.
 
 pub mod fused;
+mod gemm;
 mod lora;
 mod transformer;
 mod weights;

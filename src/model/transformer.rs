@@ -559,8 +559,8 @@ impl Model {
     /// Logits `[N, V]` of hidden states `[N, dim]`.
     pub fn classify(&self, x: Tensor<2>) -> Tensor<2> {
         let logits = match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(self.tok_emb.val().transpose()),
+            Some(head) => fused::project(head, x),
+            None => fused::linear(x, self.tok_emb.val().transpose()),
         };
         match self.config.final_logit_softcapping {
             Some(cap) => tanh(logits.div_scalar(cap)).mul_scalar(cap),

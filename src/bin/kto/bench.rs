@@ -105,7 +105,11 @@ fn torch_workload(bundle: &ModelBundle, cfg: &BenchConfig) -> Result<PathBuf> {
 }
 
 fn torch_round(python: &Path, workload: &Path, imp: &str, steps: usize) -> Result<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/torch_bench.py");
+    // The checkout the binary was built from; a binary built elsewhere (a shared target dir) finds the
+    // script in the checkout it is run from.
+    let rel = "tests/reference/torch_bench.py";
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let script = if built.is_file() { built } else { PathBuf::from(rel) };
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(workload)

@@ -1,0 +1,182 @@
+//! Matrix products for the CPU kernels (`fused`), written once, straight into their output.
+//!
+//! burn-flex's matmul allocates each output zero-filled as a byte vector, which `Bytes` then
+//! copies into a 16-byte-aligned buffer (a byte vector's alignment is 1): a calloc, a memcpy and
+//! fresh pages for every product — 15 % of the CPU step in the profile (BENCHMARKS.md). It also
+//! runs `[B, T, in]·[in, out]` as B separate products and sums a weight's gradient over a
+//! `[B, in, out]` intermediate. Here gemm writes every output element once into an uninitialised
+//! `Vec<f32>`, operands are read through their strides (a transpose is free), and the work is
+//! split into blocks of output rows or columns over the CPU threads.
+
+use std::mem::MaybeUninit;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::DType;
+
+/// Matrices read in place: matrix `i` of a batch starts at `offsets[i]` (one offset: the same
+/// matrix for every batch index), element (r, c) at `r·rs + c·cs` from there.
+#[derive(Clone, Debug)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    offsets: Vec<usize>,
+    rs: isize,
+    cs: isize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// The last two axes of `t`, one matrix per index of its leading axes.
+    pub fn of(t: &'a FlexTensor) -> Self {
+        assert_eq!(t.dtype(), DType::F32, "the CPU kernels run in f32");
+        let layout = t.layout();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        let d = shape.num_dims();
+        assert!(d >= 2 && strides.iter().all(|&s| s >= 0), "a matrix operand with non-negative strides");
+        let mut offsets = vec![layout.start_offset()];
+        for axis in 0..d - 2 {
+            let step = strides[axis] as usize;
+            offsets = offsets.iter().flat_map(|&o| (0..shape[axis]).map(move |i| o + i * step)).collect();
+        }
+        Self {
+            data: t.storage::<f32>(),
+            offsets,
+            rs: strides[d - 2],
+            cs: strides[d - 1],
+            rows: shape[d - 2],
+            cols: shape[d - 1],
+        }
+    }
+
+    /// All of `t`'s rows (every axis but the last) as one matrix; `t` must be row-major dense.
+    pub fn rows_of(t: &'a FlexTensor) -> Self {
+        assert!(t.is_contiguous(), "rows_of needs a contiguous tensor");
+        let s = t.layout().shape();
+        let (cols, rows) = (last(t), (0..s.num_dims() - 1).map(|i| s[i]).product());
+        Self {
+            data: t.storage::<f32>(),
+            offsets: vec![t.layout().start_offset()],
+            rs: cols as isize,
+            cs: 1,
+            rows,
+            cols,
+        }
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        Self { rs: self.cs, cs: self.rs, rows: self.cols, cols: self.rows, ..self }
+    }
+
+    fn at(&self, batch: usize, row: usize, col: usize) -> *const f32 {
+        let o = self.offsets[if self.offsets.len() == 1 { 0 } else { batch }] as isize;
+        // A `wrapping_offset`: gemm reads only inside the operand, but an empty one may point past it.
+        self.data.as_ptr().wrapping_offset(o + row as isize * self.rs + col as isize * self.cs)
+    }
+}
+
+/// `a·b` for every batch index, as a contiguous `[batch, a.rows, b.cols]` buffer.
+pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "matmul: inner dimensions differ");
+    let batch = a.offsets.len().max(b.offsets.len());
+    assert!(
+        [a.offsets.len(), b.offsets.len()].iter().all(|&l| l == 1 || l == batch),
+        "matmul: batch dimensions differ"
+    );
+    let len = batch * m * n;
+    if k == 0 || len == 0 {
+        return vec![0.0; len];
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let dst = Dst(out.spare_capacity_mut().as_mut_ptr());
+    let (row_blocks, col_blocks) = blocks(batch, m, n, k);
+    let (rb, cb) = (m.div_ceil(row_blocks), n.div_ceil(col_blocks));
+    let per_batch = row_blocks * col_blocks;
+    let task = |i: usize| {
+        let (bi, r0, c0) = (i / per_batch, (i % per_batch) / col_blocks * rb, i % col_blocks * cb);
+        let (rows, cols) = (rb.min(m.saturating_sub(r0)), cb.min(n.saturating_sub(c0)));
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        // SAFETY: blocks are disjoint and inside `out`'s capacity; gemm with `read_dst = false`
+        // writes every element of its block and reads none; `a`, `b` are read inside their storage.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                k,
+                dst.at(bi * m * n + r0 * n + c0),
+                1,
+                n as isize,
+                false,
+                a.at(bi, r0, 0),
+                a.cs,
+                a.rs,
+                b.at(bi, 0, c0),
+                b.cs,
+                b.rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    let tasks = batch * per_batch;
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    if tasks > 1 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        task(0);
+    }
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+    (0..tasks).for_each(task);
+    // SAFETY: the tasks above wrote all `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Products smaller than this (multiply-adds) run on one thread: splitting costs more.
+const SERIAL_WORK: usize = 1 << 16;
+
+/// How to split each product of a batch: (row blocks, column blocks). A batch of at least two
+/// tasks per thread is split no further; otherwise the longer side of the output is cut into
+/// blocks of at least `MIN_BLOCK`, each block's gemm packing the shared operand for itself.
+fn blocks(batch: usize, m: usize, n: usize, k: usize) -> (usize, usize) {
+    const MIN_BLOCK: usize = 32;
+    let threads = threads();
+    if threads == 1 || batch * m * n * k < SERIAL_WORK || batch >= 2 * threads {
+        return (1, 1);
+    }
+    let want = (2 * threads).div_ceil(batch);
+    if m >= n { (want.min(m.div_ceil(MIN_BLOCK)).max(1), 1) } else { (1, want.min(n.div_ceil(MIN_BLOCK)).max(1)) }
+}
+
+fn threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+    1
+}
+
+/// The output's base pointer, shared by the tasks that write its disjoint blocks.
+#[derive(Clone, Copy)]
+struct Dst(*mut MaybeUninit<f32>);
+// SAFETY: each task writes only its own block of the buffer.
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset) as *mut f32
+    }
+}
+
+fn last(t: &FlexTensor) -> usize {
+    let s = t.layout().shape();
+    s[s.num_dims() - 1]
+}
