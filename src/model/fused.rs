@@ -452,7 +452,8 @@ fn backward(
 fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor, Vec<f32>) {
     let (xv, gv) = (values(x), values(gamma));
     let n = gv.len();
-    let inv: Vec<f32> = xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect();
+    let inv: Vec<f32> =
+        wide(|| xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect());
     let mut y = vec![0.0f32; xv.len()];
     for_rows(
         &mut y,
@@ -480,18 +481,28 @@ fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTens
         #[inline(always)]
         |i, _, row| {
             let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
-            let m = xr.iter().zip(dy).zip(gv.iter()).map(|((x, d), g)| d * g * x * r).sum::<f32>() / n as f32;
-            for (((o, x), d), g) in row.iter_mut().zip(xr).zip(dy).zip(gv.iter()) {
-                *o = r * (d * g - x * r * m);
+            // g = dy ⊙ γ first, so the row's sum is a lane-wise `dot` (a float sum is not reordered
+            // into vector lanes by the compiler).
+            for ((o, d), g) in row.iter_mut().zip(dy).zip(gv.iter()) {
+                *o = d * g;
+            }
+            let m = r * dot(row, xr) / n as f32;
+            for (o, x) in row.iter_mut().zip(xr) {
+                *o = r * (*o - x * r * m);
             }
         },
     );
     let mut dgamma = vec![0.0f32; n];
-    for (i, r) in inv.iter().enumerate() {
-        for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
-            *o += d * x * r;
-        }
-    }
+    wide(
+        #[inline(always)]
+        || {
+            for (i, r) in inv.iter().enumerate() {
+                for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
+                    *o += d * x * r;
+                }
+            }
+        },
+    );
     (like(x, dx), like(gamma, dgamma))
 }
 
