@@ -1,14 +1,15 @@
-//! A fused CPU attention for the step's hottest sub-graph: masked `softmax(q·kᵀ)·v` as one autodiff
-//! node with its own backward pass. Composed from tensor ops it is ~9 graph nodes per layer forward
-//! and ~15 backward, each a full pass over the `[B, H, T, T]` scores, and burn-flex takes every
-//! exponential through scalar libm (a fifth of the CPU step in the profile, BENCHMARKS.md). Here the
-//! matmuls stay burn-flex's; the mask is key *ranges* (causal, padding and sliding window each cut
-//! a row's visible keys to one interval), so no mask tensor is built or applied; the softmax is one
-//! vectorised pass per row; and the backward pass is softmax's closed-form Jacobian.
+//! Fused CPU kernels for the step's hottest sub-graphs, each one autodiff node with its own backward
+//! pass. The attention, masked `softmax(q·kᵀ)·v`, composed from tensor ops is ~9 graph nodes per
+//! layer forward and ~15 backward, each a full pass over the `[B, H, T, T]` scores, and burn-flex
+//! takes every exponential through scalar libm (a fifth of the CPU step in the profile,
+//! BENCHMARKS.md). Here the mask is key *ranges* (causal, padding and sliding window each cut a row's
+//! visible keys to one interval), so no mask tensor is built or applied; the softmax is one
+//! vectorised pass per row; the backward pass is softmax's closed-form Jacobian; and every matrix
+//! product, the model's projections (`linear`) included, is `gemm::product`'s.
 //!
 //! It is a burn backend extension (`#[backend_extension]`) on burn-flex, the CPU backend natively
-//! and in the browser; other backends (wgpu/WebGPU, ndarray) run `composed`, the same attention
-//! from tensor ops, which the tests hold this kernel to.
+//! and in the browser; other backends (wgpu/WebGPU, ndarray) run `composed` and burn's matmul, the
+//! same maths from tensor ops, which the tests hold these kernels to.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
