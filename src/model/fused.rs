@@ -401,6 +401,7 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
         &mut p,
         keys,
         kv * rows,
+        1,
         #[inline(always)]
         |b, r, row| {
             let (lo, hi) = ranges.range(b, r, keys);
@@ -431,6 +432,7 @@ fn backward(
         &mut ds,
         keys,
         rows_per_batch,
+        2,
         #[inline(always)]
         |b, r, row| {
             let i = (b * rows_per_batch + r) * keys;
@@ -460,6 +462,7 @@ fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor,
         &mut y,
         n,
         1,
+        2,
         #[inline(always)]
         |i, _, row| {
             for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
@@ -479,6 +482,7 @@ fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTens
         &mut dx,
         n,
         1,
+        3,
         #[inline(always)]
         |i, _, row| {
             let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
@@ -517,6 +521,7 @@ fn logps_forward(x: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<f32>) {
         &mut lse,
         1,
         1,
+        v,
         #[inline(always)]
         |i, _, out| {
             let row = &xv[i * v..(i + 1) * v];
@@ -536,6 +541,7 @@ fn logps_backward(x: &FlexTensor, targets: &[u32], lse: &[f32], grad: &FlexTenso
     for_rows(
         &mut dx,
         v,
+        1,
         1,
         #[inline(always)]
         |i, _, row| {
@@ -559,6 +565,7 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
     for_rows(
         &mut y,
         d,
+        1,
         1,
         #[inline(always)]
         |row, _, out| {
@@ -609,6 +616,7 @@ fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
         &mut y,
         n,
         1,
+        2,
         #[inline(always)]
         |i, _, row| {
             for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
@@ -645,11 +653,11 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     };
     let chunk = n * ROWS_PER_TASK;
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
+    if da.len() >= PARALLEL_MIN {
         use rayon::prelude::*;
         da.par_chunks_mut(chunk).zip(db.par_chunks_mut(chunk)).enumerate().for_each(task);
+        return (like(a, da), like(b, db));
     }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     da.chunks_mut(chunk).zip(db.chunks_mut(chunk)).enumerate().for_each(task);
     (like(a, da), like(b, db))
 }
@@ -682,10 +690,14 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 /// Rows per parallel task (small tensors stay on one thread).
 const ROWS_PER_TASK: usize = 64;
 
+/// Values (read or written) below which a loop stays on the calling thread: waking another thread
+/// costs more than such a loop (microseconds natively, more for a Web Worker in the tab).
+const PARALLEL_MIN: usize = if cfg!(target_arch = "wasm32") { 1 << 17 } else { 1 << 15 };
+
 /// Runs `f(batch row, row within it, row values)` over every row of `len` values
-/// (`per_batch` rows per batch row): rayon threads natively and in threaded wasm, in turn
-/// in single-threaded wasm.
-fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, f: F)
+/// (`per_batch` rows per batch row; `f` reads about `reads` input values per value it writes):
+/// rayon threads natively and in threaded wasm, in turn for a small loop and in single-threaded wasm.
+fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, reads: usize, f: F)
 where
     F: Fn(usize, usize, &mut [f32]) + Sync + Send,
 {
@@ -705,11 +717,11 @@ where
         )
     };
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
+    if data.len() * reads >= PARALLEL_MIN {
         use rayon::prelude::*;
         data.par_chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
+        return;
     }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     data.chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
 }
 

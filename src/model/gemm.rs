@@ -140,8 +140,9 @@ pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
     out
 }
 
-/// Products smaller than this (multiply-adds) run on one thread: splitting costs more.
-const SERIAL_WORK: usize = 1 << 16;
+/// Products smaller than this (multiply-adds) run on one thread: splitting costs more (waking a Web
+/// Worker in the tab more than a native thread).
+const SERIAL_WORK: usize = if cfg!(target_arch = "wasm32") { 1 << 20 } else { 1 << 16 };
 
 /// How to split each product of a batch: (row blocks, column blocks). A batch of at least two
 /// tasks per thread is split no further; otherwise the longer side of the output is cut into
