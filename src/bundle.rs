@@ -217,6 +217,13 @@ mod native {
     use super::ModelBundle;
     use crate::{Error, Result};
 
+    /// The checkouts a native binary looks for the project's files in: the one it was built
+    /// from, then the one it runs in (a shared target dir may hold a binary built from a checkout
+    /// that is gone).
+    pub fn checkout_roots() -> [&'static Path; 2] {
+        [Path::new(env!("CARGO_MANIFEST_DIR")), Path::new(".")]
+    }
+
     /// Where the built-in stories260K lives: `$KTO_MODEL_DIR`, the shared folder beside the
     /// checkout, or the copy the setup script downloads into the build cache.
     pub fn builtin_dir() -> Result<PathBuf> {
@@ -224,9 +231,7 @@ mod native {
         if let Ok(dir) = std::env::var("KTO_MODEL_DIR") {
             candidates.push(PathBuf::from(dir));
         }
-        // The checkout the binary was built from, then the one it runs in (a shared target dir may
-        // hold a binary built from a checkout that is gone).
-        for root in [Path::new(env!("CARGO_MANIFEST_DIR")), Path::new(".")] {
+        for root in checkout_roots() {
             candidates.push(root.join("../shared/models/stories260K"));
             candidates.push(root.join("dist/models/stories260K"));
         }
@@ -347,4 +352,4 @@ mod native {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::builtin_dir;
+pub use native::{builtin_dir, checkout_roots};

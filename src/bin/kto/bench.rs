@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kto_studio::bench::BenchConfig;
+use kto_studio::bundle::checkout_roots;
 use kto_studio::{BackendKind, Error, ModelBundle, Result, device};
 use serde::Serialize;
 
@@ -105,11 +106,8 @@ fn torch_workload(bundle: &ModelBundle, cfg: &BenchConfig) -> Result<PathBuf> {
 }
 
 fn torch_round(python: &Path, workload: &Path, imp: &str, steps: usize) -> Result<f64> {
-    // The checkout the binary was built from; a binary built elsewhere (a shared target dir) finds the
-    // script in the checkout it is run from.
     let rel = "tests/reference/torch_bench.py";
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    let script = if built.is_file() { built } else { PathBuf::from(rel) };
+    let script = checkout_roots().map(|root| root.join(rel)).into_iter().find(|p| p.is_file()).unwrap_or(rel.into());
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(workload)
