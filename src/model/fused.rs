@@ -22,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
-use super::gemm::{Mat, product};
+use super::gemm::{Mat, last, product};
 
 /// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
 /// row's padding (`lengths`) and the sliding window all cut the same interval.
@@ -660,11 +660,6 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     }
     da.chunks_mut(chunk).zip(db.chunks_mut(chunk)).enumerate().for_each(task);
     (like(a, da), like(b, db))
-}
-
-fn last(x: &FlexTensor) -> usize {
-    let s = x.layout().shape();
-    s[s.num_dims() - 1]
 }
 
 /// A tensor of `x`'s shape holding `v`.

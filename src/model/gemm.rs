@@ -177,7 +177,8 @@ impl Dst {
     }
 }
 
-fn last(t: &FlexTensor) -> usize {
+/// The length of `t`'s last axis.
+pub(super) fn last(t: &FlexTensor) -> usize {
     let s = t.layout().shape();
     s[s.num_dims() - 1]
 }
