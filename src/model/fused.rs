@@ -455,8 +455,10 @@ fn backward(
 fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor, Vec<f32>) {
     let (xv, gv) = (values(x), values(gamma));
     let n = gv.len();
-    let inv: Vec<f32> =
-        wide(|| xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect());
+    let inv: Vec<f32> = wide(
+        #[inline(always)]
+        || xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect(),
+    );
     let mut y = vec![0.0f32; xv.len()];
     for_rows(
         &mut y,
