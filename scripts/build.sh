@@ -43,7 +43,7 @@ wasm_engine pkg "$WASM_TARGET_DIR" "$([ -f "$CACHE/.debian-wasm" ] && echo debia
 # has atomics: always Debian's toolchain (rustup's here have no rust-src).
 link="--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base"
 wasm_engine pkg-threads "$WASM_THREADS_TARGET_DIR" debian \
-  "-C target-feature=+simd128,+atomics,+bulk-memory $(printf -- ' -C link-arg=%s' $link)" --no-default-features --features threads
+  "-C target-feature=+simd128,+atomics,+bulk-memory $(printf -- ' -C link-arg=%s' $link)" --no-default-features --features threads,relaxed-simd
 
 log "assembling dist/"
 rm -rf dist

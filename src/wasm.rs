@@ -256,6 +256,14 @@ pub async fn bench(config: JsValue) -> Result<JsValue, JsError> {
     to_js(&session()?.bench(&cfg, &|| js_sys::Date::now()).await.map_err(js_err)?)
 }
 
+/// The CPU backend's matrix products checked against burn's matmul on `cases` random shapes and
+/// layouts in this build (the threaded one multiplies with its own kernel); the values compared.
+#[wasm_bindgen]
+pub async fn check_products(cases: usize) -> Result<usize, JsError> {
+    let device = crate::device::init_async(crate::BackendKind::Cpu).await.map_err(js_err)?;
+    crate::model::selfcheck::products(&device, cases, 17).map_err(js_err)
+}
+
 /// A Hub model id (`owner/name[@rev][:file]`) → `{ id, revision, file, url }`: where to list it.
 #[wasm_bindgen]
 pub fn hub_listing(spec: &str, endpoint: &str) -> Result<JsValue, JsError> {

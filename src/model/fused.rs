@@ -719,6 +719,8 @@ where
         data.par_chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
         return;
     }
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+    let _ = (reads, PARALLEL_MIN); // one thread: nothing to decide
     data.chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
 }
 

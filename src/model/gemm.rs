@@ -101,6 +101,23 @@ pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
         }
         // SAFETY: blocks are disjoint and inside `out`'s capacity; gemm with `read_dst = false`
         // writes every element of its block and reads none; `a`, `b` are read inside their storage.
+        #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+        unsafe {
+            super::madd::product(
+                rows,
+                cols,
+                k,
+                dst.at(bi * m * n + r0 * n + c0),
+                n,
+                a.at(bi, r0, 0),
+                a.rs,
+                a.cs,
+                b.at(bi, 0, c0),
+                b.rs,
+                b.cs,
+            );
+        }
+        #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
         unsafe {
             gemm::gemm(
                 rows,

@@ -4,6 +4,9 @@
 pub mod fused;
 mod gemm;
 mod lora;
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+mod madd;
+pub mod selfcheck;
 mod transformer;
 mod weights;
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { labelsInDb, openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
@@ -66,6 +67,26 @@ test('the wasm module calls its static constructors once (no per-export command_
   assert.equal(wasm.includes(Buffer.from('__wbindgen_start')), true, 'a start function (which runs the constructors) is exported');
   const threaded = readFileSync(join(ROOT, 'dist/pkg-threads/kto_studio_bg.wasm'));
   assert.equal(threaded.includes(Buffer.from('command_export')), false, 'the threaded build neither');
+});
+
+// The threaded build multiplies with relaxed SIMD's FMA (src/model/madd.rs), so a browser without
+// relaxed SIMD cannot compile it and the worker must load pkg/ there. This Node (V8) runs relaxed
+// SIMD only behind a flag: with and without it, the worker's probe must say exactly whether the
+// threaded module validates, and the single-threaded one must validate either way.
+test('the threaded build needs relaxed SIMD, and the worker\'s probe (features.js) says where it compiles', () => {
+  const script = `import { relaxedSimd } from ${JSON.stringify(pathToFileURL(join(ROOT, 'www/js/features.js')).href)};
+    import { readFileSync } from 'node:fs';
+    const valid = (f) => WebAssembly.validate(readFileSync(f));
+    console.log(JSON.stringify({ probe: relaxedSimd(), threads: valid(process.argv[1]), single: valid(process.argv[2]) }));`;
+  const seen = new Set();
+  for (const flags of [[], ['--experimental-wasm-relaxed-simd']]) {
+    const r = JSON.parse(execFileSync(process.execPath, [...flags, '--input-type=module', '-e', script,
+      join(ROOT, 'dist/pkg-threads/kto_studio_bg.wasm'), join(ROOT, 'dist/pkg/kto_studio_bg.wasm')], { encoding: 'utf8' }));
+    assert.equal(r.probe, r.threads, `node ${flags.join(' ')}: the probe says ${r.probe}, the threaded build validates: ${r.threads}`);
+    assert.equal(r.single, true, 'the single-threaded build needs no relaxed SIMD');
+    seen.add(r.probe);
+  }
+  assert.ok(seen.has(true), 'relaxed SIMD was available in one of the runs');
 });
 
 test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, () => withBrowser({ webgpu: true }, 'webgpu', async (env) => {
@@ -249,6 +270,10 @@ test('threads: a cross-origin isolated page runs the threaded CPU engine on a po
   const cores = await page.evaluate(() => navigator.hardwareConcurrency);
   assert.equal(Number(await badge.getAttribute('data-threads')), Math.min(cores, 16));
   assert.match(await badge.textContent(), new RegExp(`CPU \\(wasm, ${Math.min(cores, 16)} threads?\\)`));
+  // Its products (relaxed-SIMD kernel) against burn's matmul (gemm's SIMD128 kernel) in the same
+  // module, on random shapes and layouts, forward and backward.
+  const { compared } = await page.evaluate(() => window.ktoStudio.app.engine.call('checkProducts', { cases: 28 }));
+  assert.ok(compared > 100_000, `${compared} values compared`);
   // The threaded build trains (its numbers are held to the native engine's by the mood demo test).
   const r = await page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 2, genTokens: 8 }));
   assert.ok(r.kto_step_ms > 0 && r.generate_tokens === 8, JSON.stringify(r));

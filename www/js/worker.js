@@ -1,12 +1,15 @@
 // The Web Worker that hosts the wasm engine, so the page never blocks on compute.
 // Protocol: see protocol.js.
+import { relaxedSimd as hasRelaxedSimd } from './features.js';
 
 /** Two builds of the engine. pkg-threads/ computes on a rayon pool of Web Workers that share the
  *  module's memory, which a browser allows only on a cross-origin isolated page (the app's server
  *  sends COOP/COEP); it has no WebGPU (wgpu's browser objects cannot cross threads). pkg/ runs on
  *  one thread and has both backends. A worker loads one build, at its first `init`; a backend
- *  that needs the other build gets a fresh worker (`needsNewWorker`). */
+ *  that needs the other build gets a fresh worker (`needsNewWorker`). The threaded build also
+ *  needs relaxed SIMD (features.js). */
 const isolated = self.crossOriginIsolated === true;
+const relaxedSimd = hasRelaxedSimd();
 /** Threads of the CPU pool: more than cores only contend; past 16, gemm's blocks are too small to share. */
 const poolSize = Math.max(1, Math.min(self.navigator.hardwareConcurrency || 1, 16));
 let engine = null;
@@ -91,10 +94,12 @@ async function plan(backend) {
   return { gpu: true, adapter, software: !!software, autoReason: backend === 'auto' ? 'a hardware GPU adapter' : undefined };
 }
 
-const buildFor = (p) => (!p.gpu && isolated ? 'threads' : 'single');
+const buildFor = (p) => (!p.gpu && isolated && relaxedSimd ? 'threads' : 'single');
 
 function cpuAdapter(threads) {
-  const why = build === 'threads' ? '' : isolated ? ' (the WebGPU build)' : ': the page is not cross-origin isolated';
+  const why = build === 'threads' ? ''
+    : !isolated ? ': the page is not cross-origin isolated'
+    : !relaxedSimd ? ': this browser has no WebAssembly relaxed SIMD' : ' (the WebGPU build)';
   return { description: `CPU (wasm, ${threads} thread${threads > 1 ? 's' : ''}${why})` };
 }
 
@@ -210,6 +215,7 @@ const handlers = {
   memory: ({ rows, settings }) => assessMemory(rows, settings),
   /** Bytes of wasm linear memory: the engine's host-side peak (it never shrinks). */
   stats: () => ({ wasmMemory: engine.memory_bytes() }),
+  checkProducts: async ({ cases }) => ({ compared: await engine.check_products(cases) }),
   exportFiles: async ({ kind }) => (await engine.export_files(kind)).map(([name, bytes]) => ({ name, bytes: bytes.buffer })),
   importAdapter: ({ config, tensors }) => engine.import_adapter(new Uint8Array(config), new Uint8Array(tensors)),
   train: (args, id) => runTraining(id, args),

@@ -1,0 +1,157 @@
+//! The tab's matrix product on fused multiply-adds (wasm relaxed SIMD, `f32x4.relaxed_madd`).
+//!
+//! gemm's wasm kernel multiplies and adds in two instructions (SIMD128 has no FMA), so the tab ran
+//! its products at half the rate the CPU's vector units allow; `relaxed_madd` is one FMA where the
+//! CPU has one (V8 on x86-64 with FMA3, ARM always). Only the threaded build is compiled with
+//! relaxed SIMD (`scripts/build.sh`); a browser without it gets the single-threaded build.
+//!
+//! One block of `C = A·B` at a time (gemm.rs splits a product into blocks over the threads): B is
+//! packed into panels of 8 columns, `KC` rows deep, so the kernel reads it contiguously; A is read
+//! in place, one scalar per row and step (a broadcast), so a transposed A costs nothing.
+
+use core::arch::wasm32::*;
+
+/// Panel depth and width of a packed block of B: ≤ 256 KiB, kept in the L2 cache while every
+/// row of A passes over it.
+const KC: usize = 256;
+const NC: usize = 256;
+/// Columns of a panel: two vectors per row of the tile.
+const NR: usize = 8;
+/// Rows of a tile: 4 rows × 2 vectors are 8 accumulators — enough FMAs in flight to hide their
+/// latency, few enough registers (with the 2 panel vectors and a broadcast) for V8 not to spill.
+const MR: usize = 4;
+
+/// `dst[i·dst_rs + j] = Σ_p A(i, p)·B(p, j)` for the `m × n` block, A(i, p) at `a + i·a_rs + p·a_cs`,
+/// B(p, j) at `b + p·b_rs + j·b_cs`. Writes every element of the block and reads none first.
+///
+/// # Safety
+/// `a`, `b` address valid `m × k`, `k × n` operands through their strides, `dst` an `m × n` block
+/// with row stride `dst_rs` that no other thread touches; `k > 0`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "relaxed-simd")]
+pub unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    b_cs: isize,
+) {
+    // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
+    unsafe {
+        let mut packed = vec![0.0f32; KC.min(k) * NC.min(n).next_multiple_of(NR)];
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                pack(&mut packed, kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs);
+                let accumulate = pc > 0;
+                for i in (0..m).step_by(MR) {
+                    let a = a.offset(i as isize * a_rs + pc as isize * a_cs);
+                    for (panel, j) in (0..nc).step_by(NR).enumerate() {
+                        let tile = Tile {
+                            a,
+                            a_rs,
+                            a_cs,
+                            kc,
+                            panel: packed.as_ptr().add(panel * kc * NR),
+                            c: dst.add(i * dst_rs + jc + j),
+                            c_rs: dst_rs,
+                            cols: NR.min(nc - j),
+                            accumulate,
+                        };
+                        match MR.min(m - i) {
+                            4 => tile.run::<4>(),
+                            3 => tile.run::<3>(),
+                            2 => tile.run::<2>(),
+                            _ => tile.run::<1>(),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// B's `kc × nc` block as panels of `NR` columns, each `kc` rows of `NR` contiguous values; the last
+/// panel's missing columns are zeros (the kernel computes them and never stores them).
+unsafe fn pack(out: &mut [f32], kc: usize, nc: usize, b: *const f32, rs: isize, cs: isize) {
+    // SAFETY: `b` addresses the `kc × nc` block through its strides (the caller's contract).
+    unsafe {
+        for (panel, j0) in (0..nc).step_by(NR).enumerate() {
+            let cols = NR.min(nc - j0);
+            let dst = &mut out[panel * kc * NR..(panel + 1) * kc * NR];
+            for p in 0..kc {
+                let row = &mut dst[p * NR..(p + 1) * NR];
+                let src = b.offset(p as isize * rs + j0 as isize * cs);
+                if cs == 1 && cols == NR {
+                    row.copy_from_slice(std::slice::from_raw_parts(src, NR));
+                } else {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = if j < cols { *src.offset(j as isize * cs) } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One tile of C: up to `MR` rows × one panel.
+struct Tile {
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    kc: usize,
+    panel: *const f32,
+    c: *mut f32,
+    c_rs: usize,
+    cols: usize,
+    accumulate: bool,
+}
+
+impl Tile {
+    #[inline]
+    #[target_feature(enable = "relaxed-simd")]
+    unsafe fn run<const R: usize>(&self) {
+        // SAFETY: the tile's rows of A, its panel and its block of C lie inside the operands `product` was given.
+        unsafe {
+            let mut acc = [[f32x4_splat(0.0); 2]; R];
+            let rows: [*const f32; R] = std::array::from_fn(|r| self.a.offset(r as isize * self.a_rs));
+            let mut b = self.panel as *const v128;
+            for p in 0..self.kc as isize {
+                let (b0, b1) = (v128_load(b), v128_load(b.add(1)));
+                for r in 0..R {
+                    let x = f32x4_splat(*rows[r].offset(p * self.a_cs));
+                    acc[r][0] = f32x4_relaxed_madd(x, b0, acc[r][0]);
+                    acc[r][1] = f32x4_relaxed_madd(x, b1, acc[r][1]);
+                }
+                b = b.add(2);
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let c = self.c.add(r * self.c_rs);
+                if self.cols == NR {
+                    let (c0, c1) = (c as *mut v128, c.add(4) as *mut v128);
+                    if self.accumulate {
+                        v128_store(c0, f32x4_add(v128_load(c0), acc[0]));
+                        v128_store(c1, f32x4_add(v128_load(c1), acc[1]));
+                    } else {
+                        v128_store(c0, acc[0]);
+                        v128_store(c1, acc[1]);
+                    }
+                } else {
+                    let mut tile = [0.0f32; NR];
+                    v128_store(tile.as_mut_ptr() as *mut v128, acc[0]);
+                    v128_store(tile.as_mut_ptr().add(4) as *mut v128, acc[1]);
+                    for (j, v) in tile[..self.cols].iter().enumerate() {
+                        *c.add(j) = if self.accumulate { *c.add(j) + v } else { *v };
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The CPU backend's matrix products (`fused::linear`: every projection, forward and backward)
+//! against burn's own matmul on random shapes and memory layouts, run where the products run: by
+//! the native test suite, and in the tab, whose threaded build multiplies with its own
+//! relaxed-SIMD kernel (`madd.rs`) that no native test can execute.
+
+use burn::tensor::{Device, Distribution, Tensor};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use super::fused;
+
+/// Checks `cases` random products (outputs, dx and dw, frozen weights getting no dw) on `device`'s
+/// autodiff; `Ok(values compared)` or the first mismatch.
+pub fn products(device: &Device, cases: usize, seed: u64) -> Result<usize, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let device = device.clone().autodiff();
+    let vals = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
+    let mut compared = 0;
+    for case in 0..cases {
+        // Shapes that stay on one thread, ones split into row blocks (many rows) or column blocks
+        // (a wide output, like a vocabulary head), one-wide inner and outer sizes, and an inner size
+        // deeper than one packed block of the tab's kernel.
+        let (b, t, i, o) = match case % 7 {
+            0 => (rng.random_range(1..4), rng.random_range(1..9), rng.random_range(1..20), rng.random_range(1..20)),
+            1 => (rng.random_range(2..9), rng.random_range(30..80), rng.random_range(16..90), rng.random_range(8..200)),
+            2 => (1, rng.random_range(1..6), rng.random_range(30..70), rng.random_range(900..1500)),
+            3 => (rng.random_range(1..3), rng.random_range(100..300), rng.random_range(1..5), rng.random_range(1..4)),
+            4 => (2, 3, 1, 1),
+            5 => (1, rng.random_range(5..40), rng.random_range(257..700), rng.random_range(250..300)),
+            _ => (rng.random_range(1..3), rng.random_range(1..40), 64, 172),
+        };
+        let (x_swapped, w_transposed, frozen) = (case % 2 == 1, case % 3 == 0, case % 4 == 2);
+        // x as a swapped view of a [T, B, in] tensor, w as the transpose of an [out, in] matrix.
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = if x_swapped {
+            Tensor::<3>::random([t, b, i], normal, &device).swap_dims(0, 1)
+        } else {
+            Tensor::<3>::random([b, t, i], normal, &device)
+        };
+        let w = if w_transposed {
+            Tensor::<2>::random([o, i], normal, &device).transpose()
+        } else {
+            Tensor::<2>::random([i, o], normal, &device)
+        };
+        let weight = Tensor::<3>::random([b, t, o], normal, &device);
+        let run = |f: &dyn Fn(Tensor<3>, Tensor<2>) -> Tensor<3>| -> Result<_, String> {
+            let (x, w) = (x.clone().require_grad(), if frozen { w.clone() } else { w.clone().require_grad() });
+            let out = f(x.clone(), w.clone());
+            let grads = (out.clone() * weight.clone()).sum().backward();
+            let dx = x.grad(&grads).ok_or("no gradient for x")?;
+            let dw = match w.grad(&grads) {
+                Some(g) => Some(vals(g.unsqueeze())?),
+                None => None,
+            };
+            Ok((vals(out.inner())?, vals(dx)?, dw))
+        };
+        let fused = run(&|x, w| fused::linear(x, w))?;
+        let burn = run(&|x, w| x.matmul(w.unsqueeze()))?;
+        let what = format!(
+            "product check, case {case} (b {b} t {t} in {i} out {o} x_swapped {x_swapped} w_transposed {w_transposed} frozen {frozen})"
+        );
+        if fused.2.is_some() == frozen {
+            return Err(format!("{what}: a frozen weight must get no gradient, a trained one one"));
+        }
+        let (fdw, bdw) = (fused.2.unwrap_or_default(), burn.2.unwrap_or_default());
+        for (name, a, e) in [("out", &fused.0, &burn.0), ("dx", &fused.1, &burn.1), ("dw", &fdw, &bdw)] {
+            if a.len() != e.len() {
+                return Err(format!("{what}: {name} has {} values, burn's {}", a.len(), e.len()));
+            }
+            // Both sum in f32, in different orders (and with or without FMA): the error grows with the
+            // inner size, which reaches ~1500 here.
+            if let Some((j, (x, y))) =
+                a.iter().zip(e).enumerate().find(|(_, (x, y))| (*x - *y).abs() > 1e-4 + 1e-4 * y.abs())
+            {
+                return Err(format!("{what}: {name}[{j}] is {x}, burn's matmul gives {y}"));
+            }
+            compared += a.len();
+        }
+    }
+    Ok(compared)
+}
