@@ -16,13 +16,12 @@ const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--u
   '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 
 /** Start server + browser. `webgpu: false` launches Chromium without any WebGPU adapter;
- *  `isolated: false` serves the app without COOP/COEP (no shared memory: one engine thread);
- *  `args`: more Chromium flags. */
-export async function launch({ webgpu = true, isolated = true, root = join(ROOT, 'dist'), args: extra = [] } = {}) {
+ *  `isolated: false` serves the app without COOP/COEP (no shared memory: one engine thread). */
+export async function launch({ webgpu = true, isolated = true, root = join(ROOT, 'dist') } = {}) {
   const server = await serve(root, 0, { isolated });
   const origin = `http://127.0.0.1:${server.address().port}`;
   const userDataDir = mkdtempSync(join(tmpdir(), 'kto-chromium-'));
-  const args = [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : ['--disable-gpu', '--disable-features=WebGPU,Vulkan']), ...extra];
+  const args = [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : ['--disable-gpu', '--disable-features=WebGPU,Vulkan'])];
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args,
