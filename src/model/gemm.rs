@@ -99,48 +99,19 @@ pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
         if rows == 0 || cols == 0 {
             return;
         }
-        // SAFETY: blocks are disjoint and inside `out`'s capacity; gemm with `read_dst = false`
-        // writes every element of its block and reads none; `a`, `b` are read inside their storage.
+        let (c, a0, b0) = (dst.at(bi * m * n + r0 * n + c0), a.at(bi, r0, 0), b.at(bi, 0, c0));
+        // SAFETY: blocks are disjoint and inside `out`'s capacity; each kernel writes every element
+        // of its block and reads none (gemm: `read_dst = false`); `a`, `b` are read inside their storage.
         #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
         unsafe {
-            super::madd::product(
-                rows,
-                cols,
-                k,
-                dst.at(bi * m * n + r0 * n + c0),
-                n,
-                a.at(bi, r0, 0),
-                a.rs,
-                a.cs,
-                b.at(bi, 0, c0),
-                b.rs,
-                b.cs,
-            );
-        }
+            super::madd::product(rows, cols, k, c, n, a0, a.rs, a.cs, b0, b.rs, b.cs)
+        };
         #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+        #[rustfmt::skip]
         unsafe {
-            gemm::gemm(
-                rows,
-                cols,
-                k,
-                dst.at(bi * m * n + r0 * n + c0),
-                1,
-                n as isize,
-                false,
-                a.at(bi, r0, 0),
-                a.cs,
-                a.rs,
-                b.at(bi, 0, c0),
-                b.cs,
-                b.rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+            gemm::gemm(rows, cols, k, c, 1, n as isize, false, a0, a.cs, a.rs, b0, b.cs, b.rs,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None)
+        };
     };
     let tasks = batch * per_batch;
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
