@@ -70,9 +70,9 @@ test('the wasm module calls its static constructors once (no per-export command_
 });
 
 // The threaded build multiplies with relaxed SIMD's FMA (src/model/madd.rs), so a browser without
-// relaxed SIMD cannot compile it and the worker must load pkg/ there. This Node (V8) runs relaxed
-// SIMD only behind a flag: with and without it, the worker's probe must say exactly whether the
-// threaded module validates, and the single-threaded one must validate either way.
+// relaxed SIMD cannot compile it and the worker must load pkg/ there. Node 20's V8 runs relaxed
+// SIMD only behind a flag (later versions always): with and without it, the worker's probe must say
+// exactly whether the threaded module validates, and the single-threaded one must validate either way.
 test('the threaded build needs relaxed SIMD, and the worker\'s probe (features.js) says where it compiles', () => {
   const script = `import { relaxedSimd } from ${JSON.stringify(pathToFileURL(join(ROOT, 'www/js/features.js')).href)};
     import { readFileSync } from 'node:fs';

@@ -25,6 +25,8 @@
 //   exportFiles { kind: 'adapter'|'merged' }                -> [{ name, bytes }] a PEFT adapter / Hugging Face folder
 //   importAdapter { config: ArrayBuffer, tensors: ArrayBuffer } -> { rank, alpha, targets, adapters }
 //   stats     {}                                            -> { wasmMemory } bytes of wasm linear memory
+//   checkProducts { cases }                                 -> { compared } the CPU matrix products checked against burn's
+//             matmul on `cases` random shapes in this build (src/model/selfcheck.rs); an error names a mismatch
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, settings }                          -> TRL imbalance advice or null
