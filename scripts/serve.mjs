@@ -2,7 +2,7 @@
 // Usage: node scripts/serve.mjs DIR [PORT]   (PORT 0 picks a free one)
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const TYPES = {
@@ -21,17 +21,20 @@ export function serve(dir, port = 0, { isolated = true } = {}) {
   const root = resolve(dir);
   const server = createServer(async (req, res) => {
     try {
-      let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      // Parsed as a path (a base URL would read `//…` as a host); a bad %-escape is a 400, not a 500.
+      let path = decodeURIComponent(new URL(`http://x${req.url.startsWith('/') ? '' : '/'}${req.url}`).pathname);
       if (path.endsWith('/')) path += 'index.html';
       const file = normalize(join(root, path));
-      if (!file.startsWith(root)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
+      if (file !== root && !file.startsWith(root + sep)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
       if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
       const body = await readFile(file);
       res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache', ...(isolated ? ISOLATION : {}) });
       res.end(body);
     } catch (e) {
-      res.writeHead(e.code === 'ENOENT' ? 404 : 500, { 'content-type': 'text/plain' });
-      res.end(e.code === 'ENOENT' ? 'not found' : 'server error');
+      const [status, text] = e.code === 'ENOENT' ? [404, 'not found']
+        : e instanceof URIError || e.code === 'ERR_INVALID_URL' ? [400, 'bad request'] : [500, 'server error'];
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end(text);
     }
   });
   return new Promise((ok) => server.listen(port, '127.0.0.1', () => ok(server)));

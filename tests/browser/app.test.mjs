@@ -3,9 +3,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import http from 'node:http';
+import { serve } from '../../scripts/serve.mjs';
 import { labelsInDb, openApp, view, withBrowser, OUT, ROOT } from './harness.mjs';
 
 const KTO = process.env.KTO_BIN || join(process.env.HOME, '.cache/kto-studio/target-native/release/kto');
@@ -87,6 +89,31 @@ test('the threaded build needs relaxed SIMD, and the worker\'s probe (features.j
     seen.add(r.probe);
   }
   assert.ok(seen.has(true), 'relaxed SIMD was available in one of the runs');
+});
+
+test('the app server: its files with COOP/COEP (or without, when asked), 404 outside dist/, 400 for a malformed path', async (t) => {
+  mkdirSync(join(ROOT, 'dist-sibling'), { recursive: true });
+  writeFileSync(join(ROOT, 'dist-sibling/x.txt'), 'not an app file');
+  t.after(() => rmSync(join(ROOT, 'dist-sibling'), { recursive: true, force: true }));
+  for (const isolated of [true, false]) {
+    const server = await serve(join(ROOT, 'dist'), 0, { isolated });
+    const get = (path) => new Promise((ok, fail) => http.get({ host: '127.0.0.1', port: server.address().port, path }, (r) => { r.resume(); ok(r); }).on('error', fail));
+    try {
+      for (const path of ['/', '//', '/js/features.js']) {
+        const r = await get(path);
+        assert.equal(r.statusCode, 200, path);
+        assert.equal(r.headers['cross-origin-opener-policy'], isolated ? 'same-origin' : undefined, path);
+        assert.equal(r.headers['cross-origin-embedder-policy'], isolated ? 'require-corp' : undefined, path);
+      }
+      // A sibling folder whose name starts with dist's is outside it too.
+      for (const [path, status] of [['/../package.json', 404], ['/%2e%2e/package.json', 404], ['/../dist-sibling/x.txt', 404],
+        ['/nope.js', 404], ['/%E0%A4%A', 400]]) {
+        assert.equal((await get(path)).statusCode, status, path);
+      }
+    } finally {
+      server.close();
+    }
+  }
 });
 
 test('WebGPU: label → reload → train → compare; JSONL; native parity; bad files; no network', { timeout: 1_500_000 }, () => withBrowser({ webgpu: true }, 'webgpu', async (env) => {
