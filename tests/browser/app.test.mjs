@@ -79,7 +79,7 @@ test('the threaded build needs relaxed SIMD, and the worker\'s probe (features.j
   const script = `import { relaxedSimd } from ${JSON.stringify(pathToFileURL(join(ROOT, 'www/js/features.js')).href)};
     import { readFileSync } from 'node:fs';
     const valid = (f) => WebAssembly.validate(readFileSync(f));
-    console.log(JSON.stringify({ probe: relaxedSimd(), threads: valid(process.argv[1]), single: valid(process.argv[2]) }));`;
+    console.log(JSON.stringify({ probe: relaxedSimd, threads: valid(process.argv[1]), single: valid(process.argv[2]) }));`;
   const seen = new Set();
   for (const flags of [[], ['--experimental-wasm-relaxed-simd']]) {
     const r = JSON.parse(execFileSync(process.execPath, [...flags, '--input-type=module', '-e', script,

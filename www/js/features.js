@@ -7,4 +7,4 @@ const RELAXED_MADD = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0
 
 /** Whether this browser runs relaxed SIMD, which the threaded build's matrix products use
  *  (src/model/madd.rs): a browser without it cannot compile that build. */
-export const relaxedSimd = () => WebAssembly.validate(RELAXED_MADD);
+export const relaxedSimd = WebAssembly.validate(RELAXED_MADD);

@@ -1,6 +1,6 @@
 // The Web Worker that hosts the wasm engine, so the page never blocks on compute.
 // Protocol: see protocol.js.
-import { relaxedSimd as hasRelaxedSimd } from './features.js';
+import { relaxedSimd } from './features.js';
 
 /** Two builds of the engine. pkg-threads/ computes on a rayon pool of Web Workers that share the
  *  module's memory, which a browser allows only on a cross-origin isolated page (the app's server
@@ -9,7 +9,6 @@ import { relaxedSimd as hasRelaxedSimd } from './features.js';
  *  that needs the other build gets a fresh worker (`needsNewWorker`). The threaded build also
  *  needs relaxed SIMD (features.js). */
 const isolated = self.crossOriginIsolated === true;
-const relaxedSimd = hasRelaxedSimd();
 /** Threads of the CPU pool: more than cores only contend; past 16, gemm's blocks are too small to share. */
 const poolSize = Math.max(1, Math.min(self.navigator.hardwareConcurrency || 1, 16));
 let engine = null;
