@@ -256,11 +256,13 @@ pub async fn bench(config: JsValue) -> Result<JsValue, JsError> {
     to_js(&session()?.bench(&cfg, &|| js_sys::Date::now()).await.map_err(js_err)?)
 }
 
-/// The CPU backend's matrix products checked against burn's matmul on `cases` random shapes and
-/// layouts in this build (the threaded one multiplies with its own kernel); the values compared.
+/// The CPU backend's parallel loop checked (`cases × 8` loops: every task runs once), then its
+/// matrix products against burn's matmul on `cases` random shapes and layouts in this build (the
+/// threaded one multiplies with its own kernel); the values compared.
 #[wasm_bindgen]
 pub async fn check_products(cases: usize) -> Result<usize, JsError> {
     let device = crate::device::init_async(crate::BackendKind::Cpu).await.map_err(js_err)?;
+    crate::model::selfcheck::loops(cases * 8).map_err(js_err)?;
     crate::model::selfcheck::products(&device, cases, 17).map_err(js_err)
 }
 

@@ -23,6 +23,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
 use super::gemm::{Mat, last, product};
+use super::par::{self, Chunks};
 
 /// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
 /// row's padding (`lengths`) and the sliding window all cut the same interval.
@@ -638,8 +639,12 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     if n == 0 {
         return (like(a, da), like(b, db));
     }
-    let task = |(g, (da, db)): (usize, (&mut [f32], &mut [f32]))| {
-        let r = g * ROWS_PER_TASK * n..g * ROWS_PER_TASK * n + da.len();
+    let chunk = n * ROWS_PER_TASK;
+    let (das, dbs) = (Chunks::new(&mut da, chunk), Chunks::new(&mut db, chunk));
+    par::for_each(das.count(), av.len(), |g| {
+        // SAFETY: task `g` alone takes chunk `g` of each.
+        let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
+        let r = g * chunk..g * chunk + da.len();
         wide(
             #[inline(always)]
             || {
@@ -652,15 +657,7 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
                 }
             },
         )
-    };
-    let chunk = n * ROWS_PER_TASK;
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if da.len() >= PARALLEL_MIN {
-        use rayon::prelude::*;
-        da.par_chunks_mut(chunk).zip(db.par_chunks_mut(chunk)).enumerate().for_each(task);
-        return (like(a, da), like(b, db));
-    }
-    da.chunks_mut(chunk).zip(db.chunks_mut(chunk)).enumerate().for_each(task);
+    });
     (like(a, da), like(b, db))
 }
 
@@ -687,13 +684,9 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 /// Rows per parallel task (small tensors stay on one thread).
 const ROWS_PER_TASK: usize = 64;
 
-/// Values (read or written) below which a loop stays on the calling thread: waking another thread
-/// costs more than such a loop (microseconds natively, more for a Web Worker in the tab).
-const PARALLEL_MIN: usize = if cfg!(target_arch = "wasm32") { 1 << 17 } else { 1 << 15 };
-
 /// Runs `f(batch row, row within it, row values)` over every row of `len` values
-/// (`per_batch` rows per batch row; `f` reads about `reads` input values per value it writes):
-/// rayon threads natively and in threaded wasm, in turn for a small loop and in single-threaded wasm.
+/// (`per_batch` rows per batch row; `f` reads about `reads` input values per value it writes),
+/// `ROWS_PER_TASK` rows per task of a [`par::for_each`].
 fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, reads: usize, f: F)
 where
     F: Fn(usize, usize, &mut [f32]) + Sync + Send,
@@ -701,7 +694,11 @@ where
     if len == 0 {
         return;
     }
-    let task = |(g, rows): (usize, &mut [f32])| {
+    let work = data.len() * reads;
+    let chunks = Chunks::new(data, len * ROWS_PER_TASK);
+    par::for_each(chunks.count(), work, |g| {
+        // SAFETY: task `g` alone takes chunk `g`.
+        let rows = unsafe { chunks.get(g) };
         // Inlined into `wide`'s AVX2 copy, so the loops (and `f`) are compiled for it.
         wide(
             #[inline(always)]
@@ -712,16 +709,7 @@ where
                 }
             },
         )
-    };
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if data.len() * reads >= PARALLEL_MIN {
-        use rayon::prelude::*;
-        data.par_chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
-        return;
-    }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    let _ = (reads, PARALLEL_MIN); // one thread: nothing to decide
-    data.chunks_mut(len * ROWS_PER_TASK).enumerate().for_each(task);
+    });
 }
 
 /// Runs `body` compiled for AVX2 + FMA where the CPU has them (8 lanes instead of SSE2's 4:

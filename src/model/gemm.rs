@@ -113,43 +113,23 @@ pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
                 0.0, 1.0, false, false, false, gemm::Parallelism::None)
         };
     };
-    let tasks = batch * per_batch;
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    if tasks > 1 {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(task);
-    } else {
-        task(0);
-    }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    (0..tasks).for_each(task);
+    super::par::for_each(batch * per_batch, batch * m * n * k, task);
     // SAFETY: the tasks above wrote all `len` elements.
     unsafe { out.set_len(len) };
     out
 }
-
-/// Products smaller than this (multiply-adds) run on one thread: splitting costs more (waking a Web
-/// Worker in the tab more than a native thread).
-const SERIAL_WORK: usize = if cfg!(target_arch = "wasm32") { 1 << 20 } else { 1 << 16 };
 
 /// How to split each product of a batch: (row blocks, column blocks). A batch of at least two
 /// tasks per thread is split no further; otherwise the longer side of the output is cut into
 /// blocks of at least `MIN_BLOCK`, each block's gemm packing the shared operand for itself.
 fn blocks(batch: usize, m: usize, n: usize, k: usize) -> (usize, usize) {
     const MIN_BLOCK: usize = 32;
-    let threads = threads();
-    if threads == 1 || batch * m * n * k < SERIAL_WORK || batch >= 2 * threads {
+    let threads = super::par::threads();
+    if !super::par::worth_splitting(batch * m * n * k) || batch >= 2 * threads {
         return (1, 1);
     }
     let want = (2 * threads).div_ceil(batch);
     if m >= n { (want.min(m.div_ceil(MIN_BLOCK)).max(1), 1) } else { (1, want.min(n.div_ceil(MIN_BLOCK)).max(1)) }
-}
-
-fn threads() -> usize {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    return rayon::current_num_threads();
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    1
 }
 
 /// The output's base pointer, shared by the tasks that write its disjoint blocks.

@@ -43,13 +43,16 @@ pub unsafe fn product(
     b_cs: isize,
 ) {
     // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
-    unsafe {
-        let mut packed = vec![0.0f32; KC.min(k) * NC.min(n).next_multiple_of(NR)];
+    PACKED.with_borrow_mut(|packed| unsafe {
+        let need = KC.min(k) * NC.min(n).next_multiple_of(NR);
+        if packed.len() < need {
+            packed.resize(need, 0.0);
+        }
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack(&mut packed, kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs);
+                pack(packed, kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs);
                 let accumulate = pc > 0;
                 for i in (0..m).step_by(MR) {
                     let a = a.offset(i as isize * a_rs + pc as isize * a_cs);
@@ -75,7 +78,12 @@ pub unsafe fn product(
                 }
             }
         }
-    }
+    })
+}
+
+thread_local! {
+    /// Each thread's packed panels of B, reused by every product it runs.
+    static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// B's `kc × nc` block as panels of `NR` columns, each `kc` rows of `NR` contiguous values; the last

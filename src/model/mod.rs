@@ -6,6 +6,7 @@ mod gemm;
 mod lora;
 #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
 mod madd;
+mod par;
 pub mod selfcheck;
 mod transformer;
 mod weights;

@@ -1,12 +1,44 @@
 //! The CPU backend's matrix products (`fused::linear`: every projection, forward and backward)
 //! against burn's own matmul on random shapes and memory layouts, run where the products run: by
 //! the native test suite, and in the tab, whose threaded build multiplies with its own
-//! relaxed-SIMD kernel (`madd.rs`) that no native test can execute.
+//! relaxed-SIMD kernel (`madd.rs`) that no native test can execute; and the parallel loop those
+//! products and the fused kernels run on (`par.rs`), whose tab version keeps its helpers awake.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::fused;
+use super::{fused, par};
+
+/// Runs `rounds` parallel loops of 1 to ~300 tasks, some of which start a loop of their own
+/// (which runs in turn), back to back as a training step's are; `Ok(tasks run)` if every task of
+/// every loop ran exactly once.
+pub fn loops(rounds: usize) -> Result<usize, String> {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let mut total = 0;
+    for round in 0..rounds {
+        let tasks = 1 + round * 37 % 300;
+        let runs: Vec<AtomicU32> = (0..tasks * 4).map(|_| AtomicU32::new(0)).collect();
+        par::for_each(tasks, usize::MAX, |i| {
+            runs[i * 4].fetch_add(1, Relaxed);
+            if i % 5 == 0 {
+                par::for_each(3, usize::MAX, |j| {
+                    runs[i * 4 + 1 + j].fetch_add(1, Relaxed);
+                });
+            }
+        });
+        for (slot, n) in runs.iter().enumerate() {
+            let expected = u32::from(slot % 4 == 0 || (slot / 4) % 5 == 0);
+            if n.load(Relaxed) != expected {
+                return Err(format!(
+                    "parallel loop check, round {round} ({tasks} tasks): slot {slot} ran {} times, not {expected}",
+                    n.load(Relaxed)
+                ));
+            }
+            total += expected as usize;
+        }
+    }
+    Ok(total)
+}
 
 /// Checks `cases` random products (outputs, dx and dw, frozen weights getting no dw) on `device`'s
 /// autodiff; `Ok(values compared)` or the first mismatch.

@@ -187,3 +187,9 @@ fn fused_linear_matches_burn_matmul_on_random_shapes_layouts_and_frozen_weights(
     let compared = kto_studio::model::selfcheck::products(&cpu(), 28, 17).unwrap();
     assert!(compared > 100_000, "{compared} values compared");
 }
+
+#[test]
+fn the_parallel_loop_runs_every_task_exactly_once_nested_or_not() {
+    let ran = kto_studio::model::selfcheck::loops(200).unwrap();
+    assert!(ran > 20_000, "{ran} tasks ran");
+}
