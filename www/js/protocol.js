@@ -25,8 +25,9 @@
 //   exportFiles { kind: 'adapter'|'merged' }                -> [{ name, bytes }] a PEFT adapter / Hugging Face folder
 //   importAdapter { config: ArrayBuffer, tensors: ArrayBuffer } -> { rank, alpha, targets, adapters }
 //   stats     {}                                            -> { wasmMemory } bytes of wasm linear memory
-//   checkProducts { cases }                                 -> { compared } the CPU matrix products checked against burn's
-//             matmul on `cases` random shapes in this build (src/model/selfcheck.rs); an error names a mismatch
+//   checkProducts { cases }                                 -> { compared } the CPU parallel loop (every task of `cases` × 8
+//             loops runs once), then the matrix products against burn's matmul on `cases` random shapes in this build
+//             (src/model/selfcheck.rs); an error names the failure
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, settings }                          -> TRL imbalance advice or null
