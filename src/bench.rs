@@ -50,6 +50,11 @@ pub struct BenchResult {
     pub matmul_ms: f64,
     /// `kto_step_ms / matmul_ms`: 1 means the step is all matmul; more is overhead elsewhere.
     pub step_over_matmul: f64,
+    /// Of the (median) step, the time measured inside the CPU kernels' matrix products
+    /// (`gemm::product`); the rest is everything else. `None` on backends whose products are
+    /// burn's (wgpu/WebGPU: queued GPU work, not timed on the host).
+    pub products_ms: Option<f64>,
+    pub rest_ms: Option<f64>,
     pub generate_tokens: usize,
     pub generate_tokens_per_s: f64,
 }
@@ -112,14 +117,8 @@ pub fn step_flops(c: &ModelConfig, batch: &KtoBatch, lora: bool) -> f64 {
 /// GFLOP/s of `[tokens, dim] · [dim, hidden]` on `device` through the model's own projection
 /// (`fused::linear`), timed over enough repeats to last about `budget_ms` (one read-back at the
 /// end, so the GPU queue is drained inside the timing).
-pub async fn matmul_rate(
-    device: &Device,
-    m: usize,
-    k: usize,
-    n: usize,
-    budget_ms: f64,
-    now: &dyn Fn() -> f64,
-) -> Result<f64> {
+pub async fn matmul_rate(device: &Device, m: usize, k: usize, n: usize, budget_ms: f64) -> Result<f64> {
+    let now = crate::clock::now_ms;
     let a = Tensor::<2>::random([m, k], Distribution::Default, device);
     let b = Tensor::<2>::random([k, n], Distribution::Default, device);
     let run = async |reps: usize| -> Result<f64> {
@@ -142,20 +141,14 @@ pub async fn matmul_rate(
 const WARMUP_MS: f64 = 2000.0;
 const MAX_WARMUP_STEPS: usize = 20;
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 /// Greedy generation speed, then `cfg.steps` KTO steps after a warm-up (`WARMUP_MS`), then the matmul rate.
-/// `now` is a millisecond clock (the browser has no `Instant`).
 pub async fn run(
     bundle: &ModelBundle,
     device: &Device,
     backend: BackendKind,
     cfg: &BenchConfig,
-    now: &dyn Fn() -> f64,
 ) -> Result<BenchResult> {
+    let now = crate::clock::now_ms;
     let tok = &bundle.tokenizer;
     let c = &bundle.weights.config;
     let model = Model::from_weights(&bundle.weights, device);
@@ -182,15 +175,22 @@ pub async fn run(
         trainer.step(&data).await?;
         warm += 1;
     }
+    // Each step timed, and the time inside its matrix products (zero where burn multiplies).
+    let products = &crate::model::PRODUCTS;
     let mut times = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps.max(1) {
         let t = now();
+        products.start();
         trainer.step(&data).await?;
-        times.push(now() - t);
+        let in_products = products.stop();
+        times.push((now() - t, in_products));
     }
     drop(trainer);
-    let kto_step_ms = median(times);
-    let matmul_gflops = matmul_rate(device, tokens, c.dim, c.hidden_dim, 300.0, now).await?;
+    // The median step, and its products' share.
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (kto_step_ms, in_products) = times[times.len() / 2];
+    let products_ms = (in_products > 0.0).then_some(in_products);
+    let matmul_gflops = matmul_rate(device, tokens, c.dim, c.hidden_dim, 300.0).await?;
     let step_matmul_gflop = step_flops(c, &batch, cfg.lora_rank > 0) / 1e9;
     let matmul_ms = step_matmul_gflop / matmul_gflops * 1e3;
     Ok(BenchResult {
@@ -206,6 +206,8 @@ pub async fn run(
         matmul_gflops,
         matmul_ms,
         step_over_matmul: kto_step_ms / matmul_ms,
+        products_ms,
+        rest_ms: products_ms.map(|p| kto_step_ms - p),
         generate_tokens: out[0].ids.len(),
         generate_tokens_per_s: out[0].ids.len() as f64 / (gen_ms / 1e3),
     })

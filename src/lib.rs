@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bundle;
+pub mod clock;
 pub mod device;
 pub mod error;
 pub mod eval;

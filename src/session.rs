@@ -497,12 +497,8 @@ impl Session {
     }
 
     /// The engine's benchmark on the loaded model and the session's device.
-    pub async fn bench(
-        &self,
-        cfg: &crate::bench::BenchConfig,
-        now: &dyn Fn() -> f64,
-    ) -> Result<crate::bench::BenchResult> {
+    pub async fn bench(&self, cfg: &crate::bench::BenchConfig) -> Result<crate::bench::BenchResult> {
         let (bundle, (device, kind)) = (self.bundle()?, self.device());
-        crate::bench::run(&bundle, &device, kind, cfg, now).await
+        crate::bench::run(&bundle, &device, kind, cfg).await
     }
 }

@@ -253,7 +253,7 @@ pub async fn loss_curve(r: Vec<f64>, z: f64, loss: JsValue) -> Result<JsValue, J
 #[wasm_bindgen]
 pub async fn bench(config: JsValue) -> Result<JsValue, JsError> {
     let cfg: crate::bench::BenchConfig = from_js(config, "bench settings")?;
-    to_js(&session()?.bench(&cfg, &|| js_sys::Date::now()).await.map_err(js_err)?)
+    to_js(&session()?.bench(&cfg).await.map_err(js_err)?)
 }
 
 /// The CPU backend's parallel loop checked (`cases × 8` loops: every task runs once), then its

@@ -75,8 +75,15 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// Time spent in `product`, for the bench's split of a step (`bench::run`).
+pub static PRODUCTS: crate::clock::Tally = crate::clock::Tally::new();
+
 /// `a·b` for every batch index, as a contiguous `[batch, a.rows, b.cols]` buffer.
 pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
+    PRODUCTS.time(|| untimed(a, b))
+}
+
+fn untimed(a: &Mat, b: &Mat) -> Vec<f32> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "matmul: inner dimensions differ");
     let batch = a.offsets.len().max(b.offsets.len());

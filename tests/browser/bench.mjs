@@ -1,6 +1,7 @@
 // Browser benchmark: the engine's own benchmark (src/bench.rs, the same code as `kto bench`: a KTO step on
 // 8 rows x 64 tokens, 128 greedy tokens, the matmul rate) run by the wasm engine in the page's worker on each
-// backend asked for, and the native CLI's CPU backend in the same run for the ratio.
+// backend asked for, and the native CLI's CPU backend in the same run for the ratio. "products ms" is the part
+// of the step spent in the CPU kernels' matrix products, "rest ms" everything else (CPU backends only).
 // Usage: node tests/browser/bench.mjs [backends, default cpu,webgpu] [steps]
 //   backends: cpu (the threaded build: the page is cross-origin isolated), cpu1 (the page served without
 //   COOP/COEP: the single-threaded build), webgpu.
@@ -39,10 +40,11 @@ for (const backend of backends) {
   }
 }
 const nativeMs = rows[0].kto_step_ms;
-console.error('\nwhere    backend  ms/step  vs native cpu  first step ms  matmul GFLOP/s  step / matmul time  gen tok/s');
+console.error('\nwhere    backend  ms/step  vs native cpu  products ms  rest ms  first step ms  matmul GFLOP/s  step / matmul time  gen tok/s');
 for (const r of rows) {
   const threads = r.where === 'native' ? '' : /(\d+) threads?/.exec(r.adapter)?.[1];
   console.error([r.where.padEnd(8), `${r.backend}${threads ? `/${threads}` : ''}`.padEnd(7), r.kto_step_ms.toFixed(1).padStart(8), `${(r.kto_step_ms / nativeMs).toFixed(2)}x`.padStart(14),
+    (r.products_ms?.toFixed(1) ?? '-').padStart(12), (r.rest_ms?.toFixed(1) ?? '-').padStart(8),
     r.first_step_ms.toFixed(0).padStart(14), r.matmul_gflops.toFixed(2).padStart(15), `${r.step_over_matmul.toFixed(1)}x`.padStart(19),
     r.generate_tokens_per_s.toFixed(1).padStart(10)].join(' '));
 }

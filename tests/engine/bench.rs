@@ -1,5 +1,6 @@
 //! The benchmark's numbers: its FLOP count by hand for stories260K, and one real run on the CPU
-//! (the step, the matmul rate and their ratio are finite and consistent).
+//! (the step, the matmul rate, their ratio and the step's split into products and the rest are
+//! consistent).
 
 use kto_studio::BackendKind;
 use kto_studio::bench::{BenchConfig, forward_flops, run, step_flops, train_config};
@@ -35,11 +36,13 @@ fn step_flops_are_the_hand_count_for_stories260k() {
 fn a_bench_run_reports_consistent_numbers() {
     let m = model();
     let cfg = BenchConfig { steps: 2, gen_tokens: 8, ..Default::default() };
-    let start = std::time::Instant::now();
-    let now = move || start.elapsed().as_secs_f64() * 1e3;
-    let r = block(run(&m, &cpu(), BackendKind::Cpu, &cfg, &now)).unwrap();
+    let r = block(run(&m, &cpu(), BackendKind::Cpu, &cfg)).unwrap();
     assert!(r.kto_step_ms > 0.0 && r.matmul_gflops > 0.0 && r.generate_tokens == 8, "{r:?}");
     assert!((r.matmul_ms - r.step_matmul_gflop / r.matmul_gflops * 1e3).abs() < 1e-6);
     assert!((r.step_over_matmul - r.kto_step_ms / r.matmul_ms).abs() < 1e-9);
     assert_eq!(r.kto_tokens_per_step, 512);
+    // The CPU step's split: its products took some but not all of it (the step has norms, the
+    // loss and AdamW besides), and the two parts add up to the step.
+    let (p, rest) = (r.products_ms.unwrap(), r.rest_ms.unwrap());
+    assert!(p > 0.0 && p < r.kto_step_ms && (p + rest - r.kto_step_ms).abs() < 1e-9, "{r:?}");
 }

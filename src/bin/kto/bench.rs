@@ -3,7 +3,6 @@
 //! and the ratios.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use kto_studio::bench::BenchConfig;
 use kto_studio::bundle::checkout_roots;
@@ -21,19 +20,19 @@ pub async fn bench(
     torch: Option<&Path>,
     rounds: usize,
 ) -> Result<()> {
-    let start = Instant::now();
-    let now = move || start.elapsed().as_secs_f64() * 1e3;
     let workload = match torch {
         Some(_) => Some(torch_workload(bundle, cfg)?),
         None => None,
     };
     let mut engine: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut products: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut reference: Vec<(String, Vec<f64>)> = Vec::new();
     for round in 1..=rounds {
         for (i, &kind) in kinds.iter().enumerate() {
-            let r = kto_studio::bench::run(bundle, &device::init(kind)?, kind, cfg, &now).await?;
+            let r = kto_studio::bench::run(bundle, &device::init(kind)?, kind, cfg).await?;
             println!("{}", serde_json::json!({ "round": round, "result": r }));
             engine[i].push(r.kto_step_ms);
+            products[i].extend(r.products_ms);
         }
         if let (Some(python), Some(path)) = (torch, &workload) {
             for (j, imp) in ["lean", "transformers"].into_iter().enumerate() {
@@ -51,19 +50,23 @@ pub async fn bench(
         "\nmedian ms / KTO step over {rounds} round(s), {} × {} tokens, {threads} threads:",
         cfg.batch, cfg.seq_len
     );
-    let medians: Vec<(String, f64)> = kinds
+    // Name, median step, median time in the step's matrix products (CPU kernels only).
+    let medians: Vec<(String, f64, Option<f64>)> = kinds
         .iter()
-        .zip(engine)
-        .map(|(k, t)| (format!("kto {k}"), median(t)))
-        .chain(reference.into_iter().map(|(imp, t)| (format!("pytorch {imp}"), median(t))))
+        .zip(engine.into_iter().zip(products))
+        .map(|(k, (t, p))| (format!("kto {k}"), median(t), (!p.is_empty()).then(|| median(p))))
+        .chain(reference.into_iter().map(|(imp, t)| (format!("pytorch {imp}"), median(t), None)))
         .collect();
-    for (name, ms) in &medians {
-        let vs: Vec<String> = medians
+    for (name, ms, in_products) in &medians {
+        let mut notes: Vec<String> = medians
             .iter()
-            .filter(|(other, _)| other.starts_with("pytorch") && other != name)
-            .map(|(other, o)| format!("{:.2}× the speed of {other}", o / ms))
+            .filter(|(other, ..)| other.starts_with("pytorch") && other != name)
+            .map(|(other, o, _)| format!("{:.2}× the speed of {other}", o / ms))
             .collect();
-        eprintln!("  {name:<22} {ms:>9.1} ms   {}", vs.join(", "));
+        if let Some(p) = in_products {
+            notes.push(format!("products {p:.1} ms, the rest {:.1} ms", ms - p));
+        }
+        eprintln!("  {name:<22} {ms:>9.1} ms   {}", notes.join(", "));
     }
     Ok(())
 }
