@@ -51,10 +51,9 @@ pub struct BenchResult {
     /// `kto_step_ms / matmul_ms`: 1 means the step is all matmul; more is overhead elsewhere.
     pub step_over_matmul: f64,
     /// Of the (median) step, the time measured inside the CPU kernels' matrix products
-    /// (`gemm::product`); the rest is everything else. `None` on backends whose products are
-    /// burn's (wgpu/WebGPU: queued GPU work, not timed on the host).
+    /// (`gemm::product`); the rest of the step is everything else. `None` on backends whose
+    /// products are burn's (wgpu/WebGPU: queued GPU work, not timed on the host).
     pub products_ms: Option<f64>,
-    pub rest_ms: Option<f64>,
     pub generate_tokens: usize,
     pub generate_tokens_per_s: f64,
 }
@@ -207,7 +206,6 @@ pub async fn run(
         matmul_ms,
         step_over_matmul: kto_step_ms / matmul_ms,
         products_ms,
-        rest_ms: products_ms.map(|p| kto_step_ms - p),
         generate_tokens: out[0].ids.len(),
         generate_tokens_per_s: out[0].ids.len() as f64 / (gen_ms / 1e3),
     })

@@ -2,7 +2,9 @@
 //! time spent in one region of code: the bench splits a step into its matrix products and the rest,
 //! which says whether a backend's gap is its matmul rate (the hardware's lanes) or the step around it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::ThreadId;
 
 /// Milliseconds since an arbitrary origin, sub-millisecond where the platform allows (a page that
 /// is not cross-origin isolated rounds `performance.now()` to 0.1 ms).
@@ -24,22 +26,25 @@ pub fn now_ms() -> f64 {
 }
 
 /// Time summed over calls of one region, counted only while switched on (the bench's timed steps),
-/// so the region pays one relaxed load otherwise. Regions must not overlap in time (one caller at a
-/// time: the engine's thread), or their time is counted twice.
+/// so the region pays one relaxed load otherwise, and only on the thread that switched it on (the
+/// one running the step): a region entered meanwhile by another thread (another test, another
+/// session) is not counted. Nested calls on that thread are counted twice.
 pub struct Tally {
     on: AtomicBool,
+    owner: Mutex<Option<ThreadId>>,
     /// Nanoseconds.
     total: AtomicU64,
 }
 
 impl Tally {
     pub const fn new() -> Self {
-        Self { on: AtomicBool::new(false), total: AtomicU64::new(0) }
+        Self { on: AtomicBool::new(false), owner: Mutex::new(None), total: AtomicU64::new(0) }
     }
 
-    /// Runs `f`, adding its wall time to the tally when counting.
+    /// Runs `f`, adding its wall time to the tally when counting on this thread.
     pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
-        if !self.on.load(Ordering::Relaxed) {
+        let mine = || self.owner.lock().is_ok_and(|o| *o == Some(std::thread::current().id()));
+        if !self.on.load(Ordering::Relaxed) || !mine() {
             return f();
         }
         let t0 = now_ms();
@@ -48,8 +53,11 @@ impl Tally {
         r
     }
 
-    /// Starts counting from zero.
+    /// Starts counting from zero, calls from this thread only.
     pub fn start(&self) {
+        if let Ok(mut owner) = self.owner.lock() {
+            *owner = Some(std::thread::current().id());
+        }
         self.total.store(0, Ordering::Relaxed);
         self.on.store(true, Ordering::Relaxed);
     }

@@ -44,7 +44,7 @@ console.error('\nwhere    backend  ms/step  vs native cpu  products ms  rest ms 
 for (const r of rows) {
   const threads = r.where === 'native' ? '' : /(\d+) threads?/.exec(r.adapter)?.[1];
   console.error([r.where.padEnd(8), `${r.backend}${threads ? `/${threads}` : ''}`.padEnd(7), r.kto_step_ms.toFixed(1).padStart(8), `${(r.kto_step_ms / nativeMs).toFixed(2)}x`.padStart(14),
-    (r.products_ms?.toFixed(1) ?? '-').padStart(12), (r.rest_ms?.toFixed(1) ?? '-').padStart(8),
+    (r.products_ms?.toFixed(1) ?? '-').padStart(12), (r.products_ms == null ? '-' : (r.kto_step_ms - r.products_ms).toFixed(1)).padStart(8),
     r.first_step_ms.toFixed(0).padStart(14), r.matmul_gflops.toFixed(2).padStart(15), `${r.step_over_matmul.toFixed(1)}x`.padStart(19),
     r.generate_tokens_per_s.toFixed(1).padStart(10)].join(' '));
 }

@@ -1,6 +1,5 @@
 //! The benchmark's numbers: its FLOP count by hand for stories260K, and one real run on the CPU
-//! (the step, the matmul rate, their ratio and the step's split into products and the rest are
-//! consistent).
+//! (the step, the matmul rate, their ratio and the step's time in products are consistent).
 
 use kto_studio::BackendKind;
 use kto_studio::bench::{BenchConfig, forward_flops, run, step_flops, train_config};
@@ -42,7 +41,7 @@ fn a_bench_run_reports_consistent_numbers() {
     assert!((r.step_over_matmul - r.kto_step_ms / r.matmul_ms).abs() < 1e-9);
     assert_eq!(r.kto_tokens_per_step, 512);
     // The CPU step's split: its products took some but not all of it (the step has norms, the
-    // loss and AdamW besides), and the two parts add up to the step.
-    let (p, rest) = (r.products_ms.unwrap(), r.rest_ms.unwrap());
-    assert!(p > 0.0 && p < r.kto_step_ms && (p + rest - r.kto_step_ms).abs() < 1e-9, "{r:?}");
+    // loss and AdamW besides; other tests' products, running meanwhile, are not counted).
+    let p = r.products_ms.unwrap();
+    assert!(p > 0.0 && p < r.kto_step_ms, "{r:?}");
 }
