@@ -22,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
-use super::gemm::{Mat, last, product};
+use super::gemm::{Mat, Out, last, product, product_into};
 use super::par::{self, Chunks};
 
 /// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
@@ -67,9 +67,10 @@ pub fn supported(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
-/// `softmax(q·kᵀ over the visible keys)·v` for `q: [B, KV, rows, head]` (already scaled),
-/// `k, v: [B, KV, keys, head]`; on a device where `supported` holds.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, ranges: KeyRanges) -> Tensor<4> {
+/// `softmax(q·kᵀ over the visible keys)·v` for `q: [B, KV, g·T, head]` (already scaled; a KV
+/// head's g query heads stacked), `k, v: [B, KV, keys, head]`, with the heads merged back into
+/// tokens, `[B, T, H·head]` (what the output projection reads); on a device where `supported` holds.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, ranges: KeyRanges) -> Tensor<3> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::masked_attention(
         q.into_dispatch(),
         k.into_dispatch(),
@@ -89,7 +90,9 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, epsilon: f64) ->
 
 /// RoPE on `x: [B, T, H, head]` as `x·cos + rot(x)·sin` (`cos, sin: [1, T, 1, head]`), where
 /// `rot` pairs element i with its partner (i ^ 1 for adjacent pairs, i ± head/2 for rotate-half)
-/// and negates the pair's first element; on a `supported` device.
+/// and negates the pair's first element, written heads first, `[B, H, T, head]` (attention's
+/// layout: the kernel writes a fresh tensor anyway, so the transpose costs no copy of its own);
+/// on a `supported` device.
 pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>, rotate_half: bool) -> Tensor<4> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::rope(
         x.into_dispatch(),
@@ -134,8 +137,9 @@ pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 
 /// The same attention from tensor ops, for backends without the kernel (and as the kernel's
 /// reference in the tests); `mask: [B, 1, T, keys]` is one query head's (`T = rows / g`).
-pub fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>) -> Tensor<4> {
+pub fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>) -> Tensor<3> {
     let [b, kv, rows, _] = q.dims();
+    let vd = v.dims()[3];
     let [_, _, t, tk] = mask.dims();
     let g = rows / t;
     let mask = if g == 1 {
@@ -144,7 +148,7 @@ pub fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>
         mask.clone().unsqueeze_dim::<5>(2).expand([b, 1, g, t, tk]).reshape([b, 1, rows, tk])
     };
     let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.expand([b, kv, rows, tk]), MASKED);
-    softmax(scores, 3).matmul(v)
+    softmax(scores, 3).matmul(v).reshape([b, kv * g, t, vd]).swap_dims(1, 2).reshape([b, t, kv * g * vd])
 }
 
 /// Masked attention scores: exp() of this underflows to exactly 0, like -inf, but a row can
@@ -391,12 +395,16 @@ fn dense(x: FlexTensor) -> FlexTensor {
     if x.is_contiguous() { x } else { x.to_contiguous() }
 }
 
-/// The forward pass: the two products are `gemm::product`s batched over B·KV (the keys' transpose
-/// read through its strides); the softmax between them is this file's, over each row's visible
-/// keys only. Returns the output and the probabilities (for the backward pass).
+/// The forward pass: the scores are `gemm::product`s batched over B·KV (the keys' transpose read
+/// through its strides); the softmax is this file's, over each row's visible keys only; the
+/// output product runs per query head (its KV head's V read in place) and writes each head's
+/// rows straight into the token-major output. Returns the output and the probabilities
+/// (`[B, H, T, keys]`, for the backward pass).
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -> (FlexTensor, FlexTensor) {
     let [b, kv, rows, _] = dims(q);
-    let keys = dims(k)[2];
+    let (keys, vd, t) = (dims(k)[2], dims(v)[3], ranges.queries);
+    assert!(t > 0 && rows % t == 0, "attention: {rows} query rows are not whole heads of {t}");
+    let h = kv * (rows / t);
     let mut p = product(&Mat::of(q), &Mat::of(k).t());
     for_rows(
         &mut p,
@@ -411,13 +419,16 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
             softmax_in_place(&mut row[lo..hi]);
         },
     );
-    let p = FlexTensor::from_data(TensorData::new(p, [b, kv, rows, keys]));
-    let out = product(&Mat::of(&p), &Mat::of(v));
-    (FlexTensor::from_data(TensorData::new(out, [b, kv, rows, dims(v)[3]])), p)
+    let p = FlexTensor::from_data(TensorData::new(p, [b, h, t, keys]));
+    let out = product_into(&Mat::of(&p), &Mat::of(v).repeat(h / kv), &Out::interleaved(b, h, t, vd));
+    (FlexTensor::from_data(TensorData::new(out, [b, t, h * vd])), p)
 }
 
 /// The backward pass: dP = dO·vᵀ, dS = P ⊙ (dP − Σ P⊙dP) row-wise (softmax's Jacobian; masked
-/// entries have P = 0 so get no gradient), then dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dO.
+/// entries have P = 0 so get no gradient), then dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dO, the products
+/// over a KV head's stacked query heads as in the forward pass (dO copied heads first for them:
+/// one copy where the layout changes composed from tensor ops took three), dv written token-major
+/// (the layout of the projection V is a view of).
 fn backward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -425,9 +436,13 @@ fn backward(
     p: &FlexTensor,
     grad: &FlexTensor,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let mut ds = product(&Mat::of(grad), &Mat::of(v).t());
-    let [_, kv, rows, keys] = dims(p);
-    let probs = values(p);
+    let [b, kv, rows, _] = dims(q);
+    let [_, h, t, keys] = dims(p);
+    let vd = dims(v)[3];
+    let p = p.reshape([b, kv, rows, keys].into());
+    let grad = FlexTensor::from_data(TensorData::new(heads_first(grad, h, t), [b, kv, rows, vd]));
+    let mut ds = product(&Mat::of(&grad), &Mat::of(v).t());
+    let probs = values(&p);
     let rows_per_batch = kv * rows;
     for_rows(
         &mut ds,
@@ -444,11 +459,32 @@ fn backward(
             }
         },
     );
-    let ds = like(p, ds);
+    let ds = like(&p, ds);
     let dq = like(q, product(&Mat::of(&ds), &Mat::of(k)));
     let dk = like(k, product(&Mat::of(&ds).t(), &Mat::of(q)));
-    let dv = like(v, product(&Mat::of(p).t(), &Mat::of(grad)));
+    let dv = product_into(&Mat::of(&p).t(), &Mat::of(&grad), &Out::interleaved(b, kv, keys, vd));
+    let dv = FlexTensor::from_data(TensorData::new(dv, [b, keys, kv, vd])).transpose(1, 2);
     (dq, dk, dv)
+}
+
+/// `x: [B, T, H·n]` (token-major, contiguous or not) as `[B, H, T, n]` values.
+fn heads_first(x: &FlexTensor, h: usize, t: usize) -> Vec<f32> {
+    let xv = values(x);
+    let n = last(x) / h;
+    let mut y = vec![0.0f32; xv.len()];
+    for_rows(
+        &mut y,
+        n,
+        1,
+        1,
+        #[inline(always)]
+        |row, _, out| {
+            let (bh, pos) = (row / t, row % t);
+            let src = ((bh / h * t + pos) * h + bh % h) * n;
+            out.copy_from_slice(&xv[src..src + n]);
+        },
+    );
+    y
 }
 
 /// Rows of `x` (its last axis) normalised: `y = x · inv · γ` with `inv = 1/√(mean(x²) + ε)` per
@@ -558,11 +594,16 @@ fn logps_backward(x: &FlexTensor, targets: &[u32], lse: &[f32], grad: &FlexTenso
     like(x, dx)
 }
 
-/// `y[i] = x[i]·cos[i] + sign(i)·x[p(i)]·sin[i]` (p pairs elements, sign is − for a pair's first);
-/// `transposed` applies the adjoint for the backward pass: `dx[j] = dy[j]·cos[j] − sign(j)·dy[p(j)]·sin[p(j)]`.
+/// `y[i] = x[i]·cos[i] + sign(i)·x[p(i)]·sin[i]` (p pairs elements, sign is − for a pair's first)
+/// for `x: [B, T, H, head]`, written as `y: [B, H, T, head]`; `transposed` is the backward pass,
+/// the adjoint `dx[j] = dy[j]·cos[j] − sign(j)·dy[p(j)]·sin[p(j)]` from `dy: [B, H, T, head]`
+/// written as `dx: [B, T, H, head]`.
 fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: bool, transposed: bool) -> FlexTensor {
     let (xv, cv, sv) = (values(x), values(cos), values(sin));
-    let [_, t, h, d] = dims(x);
+    let [b, t, h, d] = match dims(x) {
+        [b, h, t, d] if transposed => [b, t, h, d],
+        dims => dims,
+    };
     let half = d / 2;
     let mut y = vec![0.0f32; xv.len()];
     for_rows(
@@ -572,8 +613,15 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
         1,
         #[inline(always)]
         |row, _, out| {
-            let xr = &xv[row * d..(row + 1) * d];
-            let pos = (row / h) % t;
+            // The output row's position, and the input row of the same batch row, position and head.
+            let (pos, from) = if transposed {
+                let (bb, pos, head) = (row / (t * h), row / h % t, row % h);
+                (pos, (bb * h + head) * t + pos)
+            } else {
+                let (bb, head, pos) = (row / (h * t), row / t % h, row % t);
+                (pos, (bb * t + pos) * h + head)
+            };
+            let xr = &xv[from * d..(from + 1) * d];
             let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
             // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
             match (rotate_half, transposed) {
@@ -604,7 +652,8 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
             }
         },
     );
-    like(x, y)
+    let shape = if transposed { [b, t, h, d] } else { [b, h, t, d] };
+    FlexTensor::from_data(TensorData::new(y, shape))
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -63,6 +63,15 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Each matrix of the batch `g` times in a row: batch index `i·g + j` reads matrix `i` (GQA:
+    /// query head `i·g + j` reads KV head `i`, with no copy of K or V).
+    pub fn repeat(mut self, g: usize) -> Self {
+        if self.offsets.len() > 1 {
+            self.offsets = self.offsets.iter().flat_map(|&o| std::iter::repeat_n(o, g)).collect();
+        }
+        self
+    }
+
     /// The transpose, as a view.
     pub fn t(self) -> Self {
         Self { rs: self.cs, cs: self.rs, rows: self.cols, cols: self.rows, ..self }
@@ -80,10 +89,38 @@ pub static PRODUCTS: crate::clock::Tally = crate::clock::Tally::new();
 
 /// `a·b` for every batch index, as a contiguous `[batch, a.rows, b.cols]` buffer.
 pub fn product(a: &Mat, b: &Mat) -> Vec<f32> {
-    PRODUCTS.time(|| untimed(a, b))
+    product_into(a, b, &Out::dense(a.offsets.len().max(b.offsets.len()), a.rows, b.cols))
 }
 
-fn untimed(a: &Mat, b: &Mat) -> Vec<f32> {
+/// Where `product_into` writes a batch of `m × n` matrices: one buffer, matrix `i` starting at
+/// `offsets[i]`, rows `rs` apart. Made only by the constructors below, whose matrices tile the
+/// buffer exactly (what lets the threads write it uninitialised and unsynchronised).
+pub struct Out {
+    m: usize,
+    n: usize,
+    offsets: Vec<usize>,
+    rs: usize,
+}
+
+impl Out {
+    /// `[batch, m, n]`.
+    fn dense(batch: usize, m: usize, n: usize) -> Self {
+        Self { m, n, offsets: (0..batch).map(|i| i * m * n).collect(), rs: n }
+    }
+
+    /// A `[B, H]` batch of `[T, n]` matrices written as `[B, T, H, n]`: attention heads straight
+    /// into the token-major layout the output projection reads, with no transposing copy.
+    pub fn interleaved(b: usize, h: usize, t: usize, n: usize) -> Self {
+        Self { m: t, n, offsets: (0..b * h).map(|i| (i / h) * t * h * n + (i % h) * n).collect(), rs: h * n }
+    }
+}
+
+/// `a·b` for every batch index, written where `out` says.
+pub fn product_into(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
+    PRODUCTS.time(|| untimed(a, b, out))
+}
+
+fn untimed(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "matmul: inner dimensions differ");
     let batch = a.offsets.len().max(b.offsets.len());
@@ -91,12 +128,13 @@ fn untimed(a: &Mat, b: &Mat) -> Vec<f32> {
         [a.offsets.len(), b.offsets.len()].iter().all(|&l| l == 1 || l == batch),
         "matmul: batch dimensions differ"
     );
-    let len = batch * m * n;
+    assert!((out.m, out.n, out.offsets.len()) == (m, n, batch), "matmul: output layout of another shape");
+    let (len, rs) = (batch * m * n, out.rs);
     if k == 0 || len == 0 {
         return vec![0.0; len];
     }
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    let dst = Dst(out.spare_capacity_mut().as_mut_ptr());
+    let mut buffer: Vec<f32> = Vec::with_capacity(len);
+    let dst = Dst(buffer.spare_capacity_mut().as_mut_ptr());
     let (row_blocks, col_blocks) = blocks(batch, m, n, k);
     let (rb, cb) = (m.div_ceil(row_blocks), n.div_ceil(col_blocks));
     let per_batch = row_blocks * col_blocks;
@@ -106,24 +144,25 @@ fn untimed(a: &Mat, b: &Mat) -> Vec<f32> {
         if rows == 0 || cols == 0 {
             return;
         }
-        let (c, a0, b0) = (dst.at(bi * m * n + r0 * n + c0), a.at(bi, r0, 0), b.at(bi, 0, c0));
-        // SAFETY: blocks are disjoint and inside `out`'s capacity; each kernel writes every element
-        // of its block and reads none (gemm: `read_dst = false`); `a`, `b` are read inside their storage.
+        let (c, a0, b0) = (dst.at(out.offsets[bi] + r0 * rs + c0), a.at(bi, r0, 0), b.at(bi, 0, c0));
+        // SAFETY: blocks are disjoint and inside the buffer's capacity (`out`'s matrices tile its
+        // `len` values); each kernel writes every element of its block and reads none (gemm:
+        // `read_dst = false`); `a`, `b` are read inside their storage.
         #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
         unsafe {
-            super::madd::product(rows, cols, k, c, n, a0, a.rs, a.cs, b0, b.rs, b.cs)
+            super::madd::product(rows, cols, k, c, rs, a0, a.rs, a.cs, b0, b.rs, b.cs)
         };
         #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
         #[rustfmt::skip]
         unsafe {
-            gemm::gemm(rows, cols, k, c, 1, n as isize, false, a0, a.cs, a.rs, b0, b.cs, b.rs,
+            gemm::gemm(rows, cols, k, c, 1, rs as isize, false, a0, a.cs, a.rs, b0, b.cs, b.rs,
                 0.0, 1.0, false, false, false, gemm::Parallelism::None)
         };
     };
     super::par::for_each(batch * per_batch, batch * m * n * k, task);
     // SAFETY: the tasks above wrote all `len` elements.
-    unsafe { out.set_len(len) };
-    out
+    unsafe { buffer.set_len(len) };
+    buffer
 }
 
 /// How to split each product of a batch: (row blocks, column blocks). A batch of at least four

@@ -220,12 +220,12 @@ impl Rope {
         }
     }
 
-    /// Rotate keys `x: [B, T, H, head]`.
+    /// Rotate keys `x: [B, T, H, head]`, returned heads first, `[B, H, T, head]`.
     fn keys(&self, x: Tensor<4>) -> Tensor<4> {
         self.apply(x, &self.cos, &self.sin)
     }
 
-    /// Rotate queries and scale them by 1/√head.
+    /// Rotate queries and scale them by 1/√head (heads first, as `keys`).
     fn queries(&self, x: Tensor<4>) -> Tensor<4> {
         self.apply(x, &self.q_cos, &self.q_sin)
     }
@@ -236,7 +236,7 @@ impl Rope {
         }
         let [b, t, h, d] = x.dims();
         let rotated = x.clone().reshape([b * t * h, d]).matmul(self.rot.clone()).reshape([b, t, h, d]);
-        x * cos.clone() + rotated * sin.clone()
+        (x * cos.clone() + rotated * sin.clone()).swap_dims(1, 2)
     }
 }
 
@@ -260,18 +260,16 @@ impl Attention {
         };
         let q = head_norm(&self.q_norm, split(q, self.n_heads));
         // Queries leave here already scaled by 1/√head (folded into RoPE's tables, or one multiply
-        // for GPT-2) rather than scaling the larger [B, H, T, T] scores.
+        // for GPT-2) rather than scaling the larger [B, H, T, T] scores; RoPE returns heads first.
         let q = match rope {
             Some(r) => r.queries(q),
-            None => q.mul_scalar(1.0 / (hd as f64).sqrt()),
-        }
-        .swap_dims(1, 2);
+            None => q.mul_scalar(1.0 / (hd as f64).sqrt()).swap_dims(1, 2),
+        };
         let k = head_norm(&self.k_norm, split(k, self.n_kv_heads));
         let mut k = match rope {
             Some(r) => r.keys(k),
-            None => k,
-        }
-        .swap_dims(1, 2);
+            None => k.swap_dims(1, 2),
+        };
         let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
@@ -284,12 +282,12 @@ impl Attention {
         // heads of a group are stacked along the time axis and share one [T_k, head] matmul.
         let (kv, g) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
         let q = q.reshape([b, kv, g * t, hd]);
+        // [B, T, H·head]: the heads merged back into tokens.
         let out = match &mask.tensor {
             None => fused::attention(q, k, v, mask.ranges.clone()),
             Some(mask) => fused::composed(q, k, v, mask),
-        }
-        .reshape([b, self.n_heads, t, hd]);
-        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, self.n_heads * hd]))
+        };
+        self.wo.forward(out)
     }
 }
 

@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::common::cpu;
 
-fn close(name: &str, a: Tensor<4>, b: Tensor<4>, keep: &[f32]) {
+/// `a` and `b` agree wherever `keep` (one value per group of `a.len() / keep.len()` elements) is 1.
+fn close<const D: usize>(name: &str, a: Tensor<D>, b: Tensor<D>, keep: &[f32]) {
     let (a, b) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
     let head = a.len() / keep.len();
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -39,20 +40,17 @@ fn fused_attention_matches_composed_ops_on_random_shapes_and_masks() {
         let mask = ranges.mask(b, t, keys, &device);
         // Rows that see no key at all (padding queries past a window) are never used: skip them.
         let hidden = mask.clone().into_data().try_to_vec::<bool>().unwrap();
-        let keep: Vec<f32> = (0..b)
-            .flat_map(|row| {
-                let hidden = &hidden;
-                (0..kv * g * t).map(move |r| {
-                    let q = r % t;
-                    let seen = (0..keys).any(|k| !hidden[(row * t + q) * keys + k]);
-                    if seen { 1.0 } else { 0.0 }
-                })
-            })
-            .collect();
+        let seen = |row: usize, q: usize| if (0..keys).any(|k| !hidden[(row * t + q) * keys + k]) { 1.0 } else { 0.0 };
+        // Per query row of q ([B, KV, g·T]) and per token of the output ([B, T]).
+        let keep: Vec<f32> =
+            (0..b).flat_map(|row| (0..kv * g * t).map(move |r| (row, r % t))).map(|(r, q)| seen(r, q)).collect();
+        let keep_out: Vec<f32> =
+            (0..b).flat_map(|row| (0..t).map(move |q| (row, q))).map(|(r, q)| seen(r, q)).collect();
         let rand = |rows: usize| Tensor::<4>::random([b, kv, rows, head], Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v) = (rand(g * t), rand(keys), rand(keys));
-        let weight = rand(g * t) * Tensor::<4>::from_data(TensorData::new(keep.clone(), [b, kv, g * t, 1]), &device);
-        let run = |attend: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>| {
+        let weight = Tensor::<3>::random([b, t, kv * g * head], Distribution::Normal(0.0, 1.0), &device)
+            * Tensor::<3>::from_data(TensorData::new(keep_out.clone(), [b, t, 1]), &device);
+        let run = |attend: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>| {
             let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
             let out = attend(q.clone(), k.clone(), v.clone());
             let grads = (out.clone() * weight.clone()).sum().backward();
@@ -64,7 +62,7 @@ fn fused_attention_matches_composed_ops_on_random_shapes_and_masks() {
         let what = format!(
             "case {case}: b {b} kv {kv} g {g} head {head} t {t} start {start} lengths {lengths:?} window {window:?}"
         );
-        close(&format!("{what} out"), f.0, c.0, &keep);
+        close(&format!("{what} out"), f.0, c.0, &keep_out);
         close(&format!("{what} dq"), f.1, c.1, &keep);
         let all = vec![1.0; b * kv * keys];
         close(&format!("{what} dk"), f.2, c.2, &all);
@@ -148,11 +146,12 @@ fn fused_rope_matches_the_rotation_matrix_form() {
         same_with_grads(
             &format!("rope case {case}: rotate_half {rotate_half} b {b} t {t} h {h} d {d}"),
             vec![x],
-            Tensor::<4>::random([b, t, h, d], Distribution::Normal(0.0, 1.0), &device),
+            Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device),
             |x| fused::rope(x[0].clone(), cos.clone(), sin.clone(), rotate_half),
+            // The kernel writes heads first.
             |x| {
                 let rotated = x[0].clone().reshape([b * t * h, d]).matmul(rot.clone()).reshape([b, t, h, d]);
-                x[0].clone() * cos.clone() + rotated * sin.clone()
+                (x[0].clone() * cos.clone() + rotated * sin.clone()).swap_dims(1, 2)
             },
         );
     }
