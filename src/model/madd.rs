@@ -6,8 +6,9 @@
 //! relaxed SIMD (`scripts/build.sh`); a browser without it gets the single-threaded build.
 //!
 //! One block of `C = A·B` at a time (gemm.rs splits a product into blocks over the threads): B is
-//! packed into panels of 8 columns, `KC` rows deep, so the kernel reads it contiguously; A is read
-//! in place, one scalar per row and step (a broadcast), so a transposed A costs nothing.
+//! packed into panels of 8 columns, `KC` rows deep, so the kernel reads it contiguously (unless the
+//! block is a single tile of rows, which reads B once: then in place); A is read in place, one
+//! scalar per row and step (a broadcast), so a transposed A costs nothing.
 
 use core::arch::wasm32::*;
 
@@ -42,6 +43,10 @@ pub unsafe fn product(
     b_rs: isize,
     b_cs: isize,
 ) {
+    // One tile of rows (a generation step's product: a row of A per sequence) reads each panel of
+    // B once: packing it would copy all of B to read it once more. Such tiles read B in place
+    // where its rows are contiguous.
+    let in_place = m <= MR && b_cs == 1;
     // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
     PACKED.with_borrow_mut(|packed| unsafe {
         let need = KC.min(k) * NC.min(n).next_multiple_of(NR);
@@ -52,17 +57,30 @@ pub unsafe fn product(
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack(packed, kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs);
+                let b = b.offset(pc as isize * b_rs + jc as isize * b_cs);
+                if !in_place {
+                    pack(packed, kc, nc, b, b_rs, b_cs);
+                }
                 let accumulate = pc > 0;
                 for i in (0..m).step_by(MR) {
                     let a = a.offset(i as isize * a_rs + pc as isize * a_cs);
                     for (panel, j) in (0..nc).step_by(NR).enumerate() {
+                        let (panel, panel_rs) = if !in_place {
+                            (packed.as_ptr().add(panel * kc * NR), NR as isize)
+                        } else if j + NR <= nc {
+                            (b.add(j), b_rs)
+                        } else {
+                            // The last, partial panel: packed (zero-padded), as the kernel reads whole rows of 8.
+                            pack(packed, kc, nc - j, b.add(j), b_rs, 1);
+                            (packed.as_ptr(), NR as isize)
+                        };
                         let tile = Tile {
                             a,
                             a_rs,
                             a_cs,
                             kc,
-                            panel: packed.as_ptr().add(panel * kc * NR),
+                            panel,
+                            panel_rs,
                             c: dst.add(i * dst_rs + jc + j),
                             c_rs: dst_rs,
                             cols: NR.min(nc - j),
@@ -109,13 +127,14 @@ unsafe fn pack(out: &mut [f32], kc: usize, nc: usize, b: *const f32, rs: isize, 
     }
 }
 
-/// One tile of C: up to `MR` rows × one panel.
+/// One tile of C: up to `MR` rows × one panel (`kc` rows of `NR` values, `panel_rs` apart).
 struct Tile {
     a: *const f32,
     a_rs: isize,
     a_cs: isize,
     kc: usize,
     panel: *const f32,
+    panel_rs: isize,
     c: *mut f32,
     c_rs: usize,
     cols: usize,
@@ -130,15 +149,15 @@ impl Tile {
         unsafe {
             let mut acc = [[f32x4_splat(0.0); 2]; R];
             let rows: [*const f32; R] = std::array::from_fn(|r| self.a.offset(r as isize * self.a_rs));
-            let mut b = self.panel as *const v128;
+            let mut b = self.panel;
             for p in 0..self.kc as isize {
-                let (b0, b1) = (v128_load(b), v128_load(b.add(1)));
+                let (b0, b1) = (v128_load(b as *const v128), v128_load(b.add(4) as *const v128));
                 for r in 0..R {
                     let x = f32x4_splat(*rows[r].offset(p * self.a_cs));
                     acc[r][0] = f32x4_relaxed_madd(x, b0, acc[r][0]);
                     acc[r][1] = f32x4_relaxed_madd(x, b1, acc[r][1]);
                 }
-                b = b.add(2);
+                b = b.offset(self.panel_rs);
             }
             for (r, acc) in acc.iter().enumerate() {
                 let c = self.c.add(r * self.c_rs);
