@@ -3,7 +3,8 @@
 // (the first runs partly on V8's baseline wasm code). Swaps the given folders in as dist/ and leaves the
 // last one there. On this noisy machine only alternating rounds compare builds.
 // Usage: node tests/browser/ab-bench.mjs /path/dist-a,/path/dist-b [rounds, default 3]
-//   P1=1: one pool thread (the worker's poolSize patched to 1 in the copy).
+//   P1=1: one pool thread (the worker's poolSize patched to 1 in the copy). GEN=128: tokens the bench
+//   generates (and warms generation up with) before its steps, default 4.
 import { execFileSync } from 'node:child_process';
 import { launch, openApp } from './harness.mjs';
 
@@ -23,7 +24,7 @@ for (let i = 0; i < rounds; i++) {
       await openApp(env, '?backend=cpu');
       const ms = [];
       for (let j = 0; j < 4; j++) {
-        const r = await env.page.evaluate(() => window.ktoStudio.app.engine.call('bench', { steps: 8, genTokens: 4 }));
+        const r = await env.page.evaluate((gen) => window.ktoStudio.app.engine.call('bench', { steps: 8, genTokens: gen }), Number(process.env.GEN || 4));
         ms.push(r.kto_step_ms);
       }
       best[dir].push(Math.min(...ms.slice(1)));
