@@ -403,8 +403,10 @@ fn dense(x: FlexTensor) -> FlexTensor {
 fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -> (FlexTensor, FlexTensor) {
     let [b, kv, rows, _] = dims(q);
     let (keys, vd, t) = (dims(k)[2], dims(v)[3], ranges.queries);
-    assert!(t > 0 && rows % t == 0, "attention: {rows} query rows are not whole heads of {t}");
-    let h = kv * (rows / t);
+    // Query heads per KV head (an empty batch of queries has no rows to count them by: any g).
+    let g = if t == 0 { 1 } else { rows / t };
+    assert_eq!(rows, g * t, "attention: {rows} query rows are not whole heads of {t} positions");
+    let h = kv * g;
     let mut p = product(&Mat::of(q), &Mat::of(k).t());
     for_rows(
         &mut p,
@@ -427,7 +429,7 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
 /// The backward pass: dP = dO·vᵀ, dS = P ⊙ (dP − Σ P⊙dP) row-wise (softmax's Jacobian; masked
 /// entries have P = 0 so get no gradient), then dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dO, the products
 /// over a KV head's stacked query heads as in the forward pass (dO copied heads first for them:
-/// one copy where the layout changes composed from tensor ops took three), dv written token-major
+/// one copy, where burn's reshapes of the transposed layouts made four), dv written token-major
 /// (the layout of the projection V is a view of).
 fn backward(
     q: &FlexTensor,
