@@ -140,6 +140,19 @@ pub async fn matmul_rate(device: &Device, m: usize, k: usize, n: usize, budget_m
 const WARMUP_MS: f64 = 2000.0;
 const MAX_WARMUP_STEPS: usize = 20;
 
+/// Runs `run` until `WARMUP_MS` have passed since `t0` or it has run `MAX_WARMUP_STEPS` times
+/// (`done` of them already), and at least once. The browser compiles wasm twice: a fast baseline
+/// first, optimized code for hot functions later, in the background; a small model's first
+/// seconds run partly on the former. Warmed up, the timed runs are the steady ones a user's
+/// training run (or generations after the first) spends its time in.
+async fn warm_up(t0: f64, mut done: usize, mut run: impl AsyncFnMut() -> Result<()>) -> Result<()> {
+    while done == 0 || (crate::clock::now_ms() - t0 < WARMUP_MS && done < MAX_WARMUP_STEPS) {
+        run().await?;
+        done += 1;
+    }
+    Ok(())
+}
+
 /// Greedy generation speed, then `cfg.steps` KTO steps after a warm-up (`WARMUP_MS`), then the matmul rate.
 pub async fn run(
     bundle: &ModelBundle,
@@ -152,15 +165,11 @@ pub async fn run(
     let c = &bundle.weights.config;
     let model = Model::from_weights(&bundle.weights, device);
     let greedy = SamplingConfig { temperature: 0.0, max_tokens: cfg.gen_tokens, ..Default::default() };
-    // Warmed up as the steps are below (the first run compiles kernels; a tab's wasm runs on its
-    // baseline code for a while): the timed run is the speed of a user's generations after the first.
-    let t0 = now();
-    for warm in 0..MAX_WARMUP_STEPS {
-        if warm > 0 && now() - t0 >= WARMUP_MS {
-            break;
-        }
-        generate(&model, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
-    }
+    // The first run also compiles kernels.
+    warm_up(now(), 0, async || {
+        generate(&model, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await.map(drop)
+    })
+    .await?;
     let t0 = now();
     let out = generate(&model, tok, device, "Once upon a time", 1, &greedy, |_, _| {}).await?;
     let gen_ms = now() - t0;
@@ -174,14 +183,7 @@ pub async fn run(
     let t0 = now();
     trainer.step(&data).await?;
     let first_step_ms = now() - t0;
-    // The browser compiles wasm twice: a fast baseline first, optimized code for hot functions
-    // later, in the background; a small model's first seconds of steps run partly on the former.
-    // Warm up for WARMUP_MS so the timed steps are the steady ones a training run spends its time in.
-    let mut warm = 1;
-    while now() - t0 < WARMUP_MS && warm < MAX_WARMUP_STEPS {
-        trainer.step(&data).await?;
-        warm += 1;
-    }
+    warm_up(t0, 1, async || trainer.step(&data).await.map(drop)).await?;
     // Each step timed, and the time inside its matrix products (zero where burn multiplies).
     let products = &crate::model::PRODUCTS;
     let mut times = Vec::with_capacity(cfg.steps);
