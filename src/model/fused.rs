@@ -481,12 +481,25 @@ fn heads_first(x: &FlexTensor, h: usize, t: usize) -> Vec<f32> {
         1,
         #[inline(always)]
         |row, _, out| {
-            let (bh, pos) = (row / t, row % t);
-            let src = ((bh / h * t + pos) * h + bh % h) * n;
+            let src = token_major(row, h, t) * n;
             out.copy_from_slice(&xv[src..src + n]);
         },
     );
     y
+}
+
+/// Row `row` of a `[B, H, T, ·]` tensor: the same batch row, head and position's row in `[B, T, H, ·]`.
+#[inline(always)]
+fn token_major(row: usize, h: usize, t: usize) -> usize {
+    let (b, head, pos) = (row / (h * t), row / t % h, row % t);
+    (b * t + pos) * h + head
+}
+
+/// Row `row` of a `[B, T, H, ·]` tensor: its row in `[B, H, T, ·]` (`token_major`'s inverse).
+#[inline(always)]
+fn head_major(row: usize, h: usize, t: usize) -> usize {
+    let (b, pos, head) = (row / (t * h), row / h % t, row % h);
+    (b * h + head) * t + pos
 }
 
 /// Rows of `x` (its last axis) normalised: `y = x · inv · γ` with `inv = 1/√(mean(x²) + ε)` per
@@ -616,13 +629,8 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
         #[inline(always)]
         |row, _, out| {
             // The output row's position, and the input row of the same batch row, position and head.
-            let (pos, from) = if transposed {
-                let (bb, pos, head) = (row / (t * h), row / h % t, row % h);
-                (pos, (bb * h + head) * t + pos)
-            } else {
-                let (bb, head, pos) = (row / (h * t), row / t % h, row % t);
-                (pos, (bb * t + pos) * h + head)
-            };
+            let (pos, from) =
+                if transposed { (row / h % t, head_major(row, h, t)) } else { (row % t, token_major(row, h, t)) };
             let xr = &xv[from * d..(from + 1) * d];
             let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
             // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
