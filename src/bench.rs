@@ -54,6 +54,10 @@ pub struct BenchResult {
     /// (`gemm::product`); the rest of the step is everything else. `None` on backends whose
     /// products are burn's (wgpu/WebGPU: queued GPU work, not timed on the host).
     pub products_ms: Option<f64>,
+    /// Of the step, the time inside the fused CPU kernels' loops (norms, RoPE, softmax, SwiGLU,
+    /// log-probs: `model::fused`); the step less the products and these is burn's (autodiff,
+    /// optimizer, allocation). `None` where `products_ms` is.
+    pub kernels_ms: Option<f64>,
     pub generate_tokens: usize,
     pub generate_tokens_per_s: f64,
 }
@@ -184,21 +188,24 @@ pub async fn run(
     trainer.step(&data).await?;
     let first_step_ms = now() - t0;
     warm_up(t0, 1, async || trainer.step(&data).await.map(drop)).await?;
-    // Each step timed, and the time inside its matrix products (zero where burn multiplies).
-    let products = &crate::model::PRODUCTS;
+    // Each step timed, and the time inside its matrix products and its fused kernels (zero where
+    // burn computes: wgpu/WebGPU).
+    let (products, kernels) = (&crate::model::PRODUCTS, &crate::model::KERNELS);
     let mut times = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps.max(1) {
         let t = now();
         products.start();
+        kernels.start();
         trainer.step(&data).await?;
-        let in_products = products.stop();
-        times.push((now() - t, in_products));
+        let (in_products, in_kernels) = (products.stop(), kernels.stop());
+        times.push((now() - t, in_products, in_kernels));
     }
     drop(trainer);
-    // The median step, and its products' share.
+    // The median step, and its products' and kernels' shares.
     times.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (kto_step_ms, in_products) = times[times.len() / 2];
+    let (kto_step_ms, in_products, in_kernels) = times[times.len() / 2];
     let products_ms = (in_products > 0.0).then_some(in_products);
+    let kernels_ms = products_ms.map(|_| in_kernels);
     let matmul_gflops = matmul_rate(device, tokens, c.dim, c.hidden_dim, 300.0).await?;
     let step_matmul_gflop = step_flops(c, &batch, cfg.lora_rank > 0) / 1e9;
     let matmul_ms = step_matmul_gflop / matmul_gflops * 1e3;
@@ -216,6 +223,7 @@ pub async fn run(
         matmul_ms,
         step_over_matmul: kto_step_ms / matmul_ms,
         products_ms,
+        kernels_ms,
         generate_tokens: out[0].ids.len(),
         generate_tokens_per_s: out[0].ids.len() as f64 / (gen_ms / 1e3),
     })

@@ -552,16 +552,18 @@ fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTens
         },
     );
     let mut dgamma = vec![0.0f32; n];
-    wide(
-        #[inline(always)]
-        || {
-            for (i, r) in inv.iter().enumerate() {
-                for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
-                    *o += d * x * r;
+    KERNELS.time(|| {
+        wide(
+            #[inline(always)]
+            || {
+                for (i, r) in inv.iter().enumerate() {
+                    for ((o, x), d) in dgamma.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(&dyv[i * n..(i + 1) * n]) {
+                        *o += d * x * r;
+                    }
                 }
-            }
-        },
-    );
+            },
+        )
+    });
     (like(x, dx), like(gamma, dgamma))
 }
 
@@ -700,22 +702,24 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     }
     let chunk = n * ROWS_PER_TASK;
     let (das, dbs) = (Chunks::new(&mut da, chunk), Chunks::new(&mut db, chunk));
-    par::for_each(das.count(), av.len(), |g| {
-        // SAFETY: task `g` alone takes chunk `g` of each.
-        let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
-        let r = g * chunk..g * chunk + da.len();
-        wide(
-            #[inline(always)]
-            || {
-                for ((((da, db), a), b), dy) in
-                    da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
-                {
-                    let s = sigmoid(*a);
-                    *da = dy * b * s * (1.0 + a * (1.0 - s));
-                    *db = dy * a * s;
-                }
-            },
-        )
+    KERNELS.time(|| {
+        par::for_each(das.count(), av.len(), |g| {
+            // SAFETY: task `g` alone takes chunk `g` of each.
+            let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
+            let r = g * chunk..g * chunk + da.len();
+            wide(
+                #[inline(always)]
+                || {
+                    for ((((da, db), a), b), dy) in
+                        da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+                    {
+                        let s = sigmoid(*a);
+                        *da = dy * b * s * (1.0 + a * (1.0 - s));
+                        *db = dy * a * s;
+                    }
+                },
+            )
+        })
     });
     (like(a, da), like(b, db))
 }
@@ -740,6 +744,10 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// Time inside these kernels' loops (not their tensors' allocation), for the bench: of a CPU step's
+/// time outside the matrix products, what is this file's and what is burn's (autodiff, optimizer).
+pub static KERNELS: crate::clock::Tally = crate::clock::Tally::new();
+
 /// Rows per parallel task (small tensors stay on one thread).
 const ROWS_PER_TASK: usize = 64;
 
@@ -755,19 +763,21 @@ where
     }
     let work = data.len() * reads;
     let chunks = Chunks::new(data, len * ROWS_PER_TASK);
-    par::for_each(chunks.count(), work, |g| {
-        // SAFETY: task `g` alone takes chunk `g`.
-        let rows = unsafe { chunks.get(g) };
-        // Inlined into `wide`'s AVX2 copy, so the loops (and `f`) are compiled for it.
-        wide(
-            #[inline(always)]
-            || {
-                for (j, row) in rows.chunks_mut(len).enumerate() {
-                    let i = g * ROWS_PER_TASK + j;
-                    f(i / per_batch, i % per_batch, row);
-                }
-            },
-        )
+    KERNELS.time(|| {
+        par::for_each(chunks.count(), work, |g| {
+            // SAFETY: task `g` alone takes chunk `g`.
+            let rows = unsafe { chunks.get(g) };
+            // Inlined into `wide`'s AVX2 copy, so the loops (and `f`) are compiled for it.
+            wide(
+                #[inline(always)]
+                || {
+                    for (j, row) in rows.chunks_mut(len).enumerate() {
+                        let i = g * ROWS_PER_TASK + j;
+                        f(i / per_batch, i % per_batch, row);
+                    }
+                },
+            )
+        })
     });
 }
 

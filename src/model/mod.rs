@@ -11,6 +11,7 @@ pub mod selfcheck;
 mod transformer;
 mod weights;
 
+pub use fused::KERNELS;
 pub use gemm::PRODUCTS;
 pub use lora::{GPT2_TARGETS as GPT2_LORA_TARGETS, HostAdapter, LoraConfig, TARGETS as LORA_TARGETS};
 pub use transformer::{KvCache, Model, token_ids};

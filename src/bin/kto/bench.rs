@@ -26,6 +26,7 @@ pub async fn bench(
     };
     let mut engine: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut products: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut kernels: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut reference: Vec<(String, Vec<f64>)> = Vec::new();
     for round in 1..=rounds {
         for (i, &kind) in kinds.iter().enumerate() {
@@ -33,6 +34,7 @@ pub async fn bench(
             println!("{}", serde_json::json!({ "round": round, "result": r }));
             engine[i].push(r.kto_step_ms);
             products[i].extend(r.products_ms);
+            kernels[i].extend(r.kernels_ms);
         }
         if let (Some(python), Some(path)) = (torch, &workload) {
             for (j, imp) in ["lean", "transformers"].into_iter().enumerate() {
@@ -50,21 +52,22 @@ pub async fn bench(
         "\nmedian ms / KTO step over {rounds} round(s), {} × {} tokens, {threads} threads:",
         cfg.batch, cfg.seq_len
     );
-    // Name, median step, median time in the step's matrix products (CPU kernels only).
-    let medians: Vec<(String, f64, Option<f64>)> = kinds
+    // Name, median step, median times in the step's matrix products and fused kernels (CPU only).
+    let parts = |p: Vec<f64>, k: Vec<f64>| (!p.is_empty()).then(|| (median(p), median(k)));
+    let medians: Vec<(String, f64, Option<(f64, f64)>)> = kinds
         .iter()
-        .zip(engine.into_iter().zip(products))
-        .map(|(k, (t, p))| (format!("kto {k}"), median(t), (!p.is_empty()).then(|| median(p))))
+        .zip(engine.into_iter().zip(products.into_iter().zip(kernels)))
+        .map(|(k, (t, (p, kk)))| (format!("kto {k}"), median(t), parts(p, kk)))
         .chain(reference.into_iter().map(|(imp, t)| (format!("pytorch {imp}"), median(t), None)))
         .collect();
-    for (name, ms, in_products) in &medians {
+    for (name, ms, parts) in &medians {
         let mut notes: Vec<String> = medians
             .iter()
             .filter(|(other, ..)| other.starts_with("pytorch") && other != name)
             .map(|(other, o, _)| format!("{:.2}× the speed of {other}", o / ms))
             .collect();
-        if let Some(p) = in_products {
-            notes.push(format!("products {p:.1} ms, the rest {:.1} ms", ms - p));
+        if let Some((p, k)) = parts {
+            notes.push(format!("products {p:.1} ms, fused kernels {k:.1} ms, burn's rest {:.1} ms", ms - p - k));
         }
         eprintln!("  {name:<22} {ms:>9.1} ms   {}", notes.join(", "));
     }
