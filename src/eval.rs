@@ -64,10 +64,10 @@ pub fn first_sentences(story: &str) -> String {
         }
     }
     let mut p = sentences.first().cloned().unwrap_or_default();
-    if p.chars().count() < 40 {
-        if let Some(second) = sentences.get(1) {
-            p = format!("{p} {second}");
-        }
+    if p.chars().count() < 40
+        && let Some(second) = sentences.get(1)
+    {
+        p = format!("{p} {second}");
     }
     p
 }

@@ -60,7 +60,7 @@ pub async fn one_file(model: &Model, lora: Option<&LoraConfig>, bundle: &ModelBu
 /// What a saved trained model holds, for the model `config` it must belong to.
 pub enum Restored {
     Adapter(LoraConfig, Vec<HostAdapter>),
-    Weights(ModelWeights),
+    Weights(Box<ModelWeights>),
 }
 
 /// Read what [`one_file`] wrote (or a PEFT adapter's safetensors): the adapter's settings travel
@@ -79,5 +79,5 @@ pub fn read_one_file(bytes: &[u8], config: &ModelConfig) -> Result<Restored> {
     if weights.config != want {
         return Err(crate::error::config_err("these trained weights belong to a different model architecture"));
     }
-    Ok(Restored::Weights(weights))
+    Ok(Restored::Weights(Box::new(weights)))
 }

@@ -56,10 +56,10 @@ impl RepoRef {
         {
             return Err(config_err(format!("{revision:?} is not a revision (a branch, tag or commit)")));
         }
-        if let Some(f) = &file {
-            if f.split('/').any(|p| p.is_empty() || p == "..") || f.starts_with('/') {
-                return Err(config_err(format!("{f:?} is not a file path inside the repo")));
-            }
+        if let Some(f) = &file
+            && (f.split('/').any(|p| p.is_empty() || p == "..") || f.starts_with('/'))
+        {
+            return Err(config_err(format!("{f:?} is not a file path inside the repo")));
         }
         Ok(Self { id: id.to_string(), revision, file })
     }

@@ -1,5 +1,5 @@
-//! Scoring: how likely a model finds each row's completion. Rows are collated on the host (prompt
-//! + completion, cut and right-padded) and scored as summed completion log-probabilities — the
+//! Scoring: how likely a model finds each row's completion. Rows are collated on the host (the
+//! prompt and completion, cut and right-padded) and scored as summed completion log-probabilities — the
 //! quantity KTO's rewards and the held-out NLL are both made of (`kto::trainer`, `eval`).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};

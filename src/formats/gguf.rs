@@ -167,7 +167,7 @@ pub fn dequantize(kind: u32, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
             type_name(kind)
         ))
     })?;
-    if n % block_len != 0 || bytes.len() < n / block_len * block_bytes {
+    if !n.is_multiple_of(block_len) || bytes.len() < n / block_len * block_bytes {
         return Err(format_err("GGUF: tensor data is shorter than its shape implies"));
     }
     let blocks = bytes[..n / block_len * block_bytes].chunks_exact(block_bytes);
@@ -208,7 +208,7 @@ fn elements(dims: &[usize]) -> Option<usize> {
 /// Bytes a tensor of `n` values of type `kind` takes (`None`: unknown type, or not whole blocks).
 fn data_size(kind: u32, n: usize) -> Option<usize> {
     let (bytes, len) = block_layout(kind)?;
-    (n % len == 0).then(|| n / len * bytes)
+    n.is_multiple_of(len).then(|| n / len * bytes)
 }
 
 /// Every tensor's bytes must lie inside the data section, start aligned, and fill the space up

@@ -149,10 +149,10 @@ fn config_fields(cfg: &Value) -> Result<ModelConfig> {
         Arch::Gemma3 => gemma3_config(cfg)?,
         Arch::Gpt2 => {
             let dim = need(cfg, &["n_embd", "hidden_size"])?;
-            if let Some(act) = cfg.get("activation_function").and_then(Value::as_str) {
-                if act != "gelu_new" {
-                    return Err(format_err(format!("GPT-2 activation {act:?} is not supported (only gelu_new)")));
-                }
+            if let Some(act) = cfg.get("activation_function").and_then(Value::as_str)
+                && act != "gelu_new"
+            {
+                return Err(format_err(format!("GPT-2 activation {act:?} is not supported (only gelu_new)")));
             }
             let n_heads = need(cfg, &["n_head", "num_attention_heads"])?;
             ModelConfig {

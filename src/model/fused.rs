@@ -404,7 +404,7 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
     let [b, kv, rows, _] = dims(q);
     let (keys, vd, t) = (dims(k)[2], dims(v)[3], ranges.queries);
     // Query heads per KV head (an empty batch of queries has no rows to count them by: any g).
-    let g = if t == 0 { 1 } else { rows / t };
+    let g = rows.checked_div(t).unwrap_or(1);
     assert_eq!(rows, g * t, "attention: {rows} query rows are not whole heads of {t} positions");
     let h = kv * g;
     let mut p = product(&Mat::of(q), &Mat::of(k).t());
@@ -896,7 +896,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     // (t + 127)'s mantissa ends in the bits of n + 127 ∈ [1, 254]; shifted up they are 2ⁿ's exponent.
     y * f32::from_bits((t + 127.0).to_bits() << 23)

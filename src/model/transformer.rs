@@ -38,6 +38,8 @@ fn rms<const D: usize>(n: &RmsNorm, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// The query, key and value projections.
+// One per layer, built once and never moved on a hot path: boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Qkv {
     /// Apart (Llama family): each its own LoRA target.
@@ -187,7 +189,8 @@ impl Rope {
         let (half, hd) = (table.half, c.head_dim());
         let scale = c.attn_scale() as f32;
         // Which pair (angle index) head element i belongs to, and its partner element.
-        let (pair, partner): (fn(usize, usize) -> usize, fn(usize, usize) -> usize) = match c.rope_layout {
+        type Index = fn(usize, usize) -> usize;
+        let (pair, partner): (Index, Index) = match c.rope_layout {
             RopeLayout::Adjacent => (|i, _| i / 2, |i, _| i ^ 1),
             RopeLayout::RotateHalf => (|i, h| i % h, |i, h| (i + h) % (2 * h)),
         };

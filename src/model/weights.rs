@@ -238,16 +238,16 @@ impl ModelConfig {
             if self.arch == Arch::Gpt2 && hd * self.n_heads != self.dim {
                 return bad(format!("GPT-2 needs head_dim x heads = hidden size, got {hd} x {}", self.n_heads));
             }
-        } else if self.dim % self.n_heads != 0 {
+        } else if !self.dim.is_multiple_of(self.n_heads) {
             return bad(format!("hidden size {} is not divisible by {} attention heads", self.dim, self.n_heads));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} attention heads cannot be shared by {} key/value heads (it must divide them)",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.arch != Arch::Gpt2 && self.head_dim() % 2 != 0 {
+        if self.arch != Arch::Gpt2 && !self.head_dim().is_multiple_of(2) {
             return bad(format!("head size {} is odd; RoPE rotates pairs of dimensions", self.head_dim()));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
@@ -256,26 +256,26 @@ impl ModelConfig {
         if self.arch != Arch::Gpt2 && !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return bad(format!("rope_theta {} is not a finite number > 0", self.rope_theta));
         }
-        if let Some(f) = &self.rope_freq_factors {
-            if f.len() != self.head_dim() / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-                return bad(format!(
-                    "rope_freqs has {} factors (need {} finite numbers > 0, one per rotated pair)",
-                    f.len(),
-                    self.head_dim() / 2
-                ));
-            }
+        if let Some(f) = &self.rope_freq_factors
+            && (f.len() != self.head_dim() / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)))
+        {
+            return bad(format!(
+                "rope_freqs has {} factors (need {} finite numbers > 0, one per rotated pair)",
+                f.len(),
+                self.head_dim() / 2
+            ));
         }
-        if let Some(s) = &self.sliding {
-            if s.window == 0 || s.layers.len() != self.n_layers || !(s.rope_theta.is_finite() && s.rope_theta > 0.0) {
-                return bad(format!(
-                    "sliding window {} over {} layer types (model has {} layers), local rope_theta {}: \
+        if let Some(s) = &self.sliding
+            && (s.window == 0 || s.layers.len() != self.n_layers || !(s.rope_theta.is_finite() && s.rope_theta > 0.0))
+        {
+            return bad(format!(
+                "sliding window {} over {} layer types (model has {} layers), local rope_theta {}: \
                      need a window >= 1, one type per layer and a finite base > 0",
-                    s.window,
-                    s.layers.len(),
-                    self.n_layers,
-                    s.rope_theta
-                ));
-            }
+                s.window,
+                s.layers.len(),
+                self.n_layers,
+                s.rope_theta
+            ));
         }
         for (name, v) in [
             ("query_pre_attn_scalar", self.query_pre_attn_scalar),

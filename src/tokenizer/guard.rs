@@ -63,12 +63,11 @@ pub fn check_tokenizer_json(bytes: &[u8]) -> Result<Option<u32>> {
                         for piece in o.get(part).and_then(Value::as_array).into_iter().flatten() {
                             if let Some(id) =
                                 piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str)
+                                && !defined.is_some_and(|d| d.contains_key(id))
                             {
-                                if !defined.is_some_and(|d| d.contains_key(id)) {
-                                    return Err(bad(format!(
-                                        "its post-processor template uses {id:?}, which its special_tokens do not define"
-                                    )));
-                                }
+                                return Err(bad(format!(
+                                    "its post-processor template uses {id:?}, which its special_tokens do not define"
+                                )));
                             }
                         }
                     }

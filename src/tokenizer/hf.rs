@@ -134,10 +134,12 @@ impl HfTokenizer {
             }
             return piece.into_bytes(); // an added token such as <|im_end|>
         }
-        if piece.len() == 6 && piece.starts_with("<0x") && piece.ends_with('>') {
-            if let Ok(b) = u8::from_str_radix(&piece[3..5], 16) {
-                return vec![b];
-            }
+        if piece.len() == 6
+            && piece.starts_with("<0x")
+            && piece.ends_with('>')
+            && let Ok(b) = u8::from_str_radix(&piece[3..5], 16)
+        {
+            return vec![b];
         }
         piece.replace('\u{2581}', " ").into_bytes()
     }

@@ -108,7 +108,7 @@ fn check_padded(name: &str, model: &Model, g: &Value, device: &Device, backend: 
     let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
     let ids: Vec<u32> =
         seqs.iter().flat_map(|s| s.iter().copied().chain(std::iter::repeat_n(256, t - s.len()))).collect();
-    let logits = model.forward(token_ids(&ids, seqs.len(), device), &lengths).into_data().to_vec::<f32>().unwrap();
+    let logits = model.forward(token_ids(&ids, seqs.len(), device), &lengths).into_data().try_to_vec::<f32>().unwrap();
     let vocab = model.config().vocab_size;
     let probe: Vec<usize> = g["probe"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     for (i, text) in texts.iter().enumerate() {
@@ -129,11 +129,11 @@ fn check_cached(name: &str, model: &Model, g: &Value, device: &Device, backend: 
         let mut got = model
             .forward_cached(token_ids(&ids[..prefill], 1, device), &mut cache)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         for &id in &ids[prefill..] {
             got.extend(
-                model.forward_cached(token_ids(&[id], 1, device), &mut cache).into_data().to_vec::<f32>().unwrap(),
+                model.forward_cached(token_ids(&[id], 1, device), &mut cache).into_data().try_to_vec::<f32>().unwrap(),
             );
         }
         compare(&format!("{name} {backend} cached text {i}"), &got, vocab, text, &probe);
@@ -205,7 +205,7 @@ fn family_matches_trl_step0_logps() {
         for (c, key) in [(&batch.main, "step0_logps"), (batch.kl.as_ref().unwrap(), "step0_kl_logps")] {
             let ids = c.ids_tensor(&device);
             let lp = sequence_logps(model.forward(ids.clone(), &c.lengths), ids, c.mask_tensor(&device));
-            let ours = lp.into_data().to_vec::<f32>().unwrap();
+            let ours = lp.into_data().try_to_vec::<f32>().unwrap();
             for (i, (a, b)) in ours.iter().zip(trl[key].as_array().unwrap()).enumerate() {
                 let b = b.as_f64().unwrap();
                 assert!((*a as f64 - b).abs() <= TOL, "{name} row {i} {key}: engine {a} vs TRL {b}");

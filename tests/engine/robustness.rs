@@ -140,7 +140,7 @@ fn malformed_tokenizer_json_is_an_error_not_a_panic() {
     // An empty Replace pattern.
     let mut t = base.clone();
     t["normalizer"] = json!({"type": "Replace", "pattern": {"String": ""}, "content": "x"});
-    let err = try_json(&t).err().expect("refused").to_string();
+    let err = try_json(&t).expect_err("refused").to_string();
     assert!(err.contains("empty pattern"), "{err}");
     // A Precompiled normalizer whose charsmap claims more than it holds, and one with a trie
     // pointing outside itself.
@@ -148,7 +148,7 @@ fn malformed_tokenizer_json_is_an_error_not_a_panic() {
         use base64::Engine;
         let mut t = base.clone();
         t["normalizer"] = json!({"type": "Precompiled", "precompiled_charsmap": base64::engine::general_purpose::STANDARD.encode(&blob)});
-        let err = try_json(&t).err().expect("refused").to_string();
+        let err = try_json(&t).expect_err("refused").to_string();
         assert!(err.contains("Precompiled"), "{err}");
     }
     // Padding to a fixed 10^9 tokens: turned off (transformers does the same), so encoding is cheap.
@@ -162,12 +162,12 @@ fn malformed_tokenizer_json_is_an_error_not_a_panic() {
     // encoding), and a syntax error inside the decoder (an `expect` in the crate).
     let mut t = base.clone();
     t["model"]["continuing_subword_prefix"] = json!("\n\u{0}<|im_end|>");
-    assert!(try_json(&t).err().expect("refused").to_string().contains("continuing-subword prefix"));
+    assert!(try_json(&t).expect_err("refused").to_string().contains("continuing-subword prefix"));
     let mut t = base.clone();
     t["post_processor"]["special_tokens"].as_object_mut().unwrap().clear();
-    assert!(try_json(&t).err().expect("refused").to_string().contains("special_tokens do not define"));
+    assert!(try_json(&t).expect_err("refused").to_string().contains("special_tokens do not define"));
     let text = serde_json::to_string(&base).unwrap().replacen("\"decoder\":{", "\"decoder\":{\"x\":\"\u{1}\",", 1);
-    let err = HfTokenizer::from_json(text.as_bytes(), &cfg, None).err().expect("refused").to_string();
+    let err = HfTokenizer::from_json(text.as_bytes(), &cfg, None).expect_err("refused").to_string();
     assert!(err.contains("not valid JSON"), "{err}");
     // A byte-order mark in front of the JSON.
     let mut bom = b"\xEF\xBB\xBF".to_vec();

@@ -228,23 +228,23 @@ fn supervise(cli: &Cli, corpus: &targets::Corpus, format: &str) -> Summary {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 for l in 0..running.len() {
-                    if let Some((i, t)) = running[l] {
-                        if t.elapsed() >= timeout {
-                            s.hangs += 1;
-                            s.done += 1;
-                            running[l] = None;
-                            save(cli, corpus, format, i, &format!("hang: still running after {:?}", timeout));
-                            if let Some(mut c) = children[l].take() {
-                                let _ = c.kill();
-                                let _ = c.wait();
-                            }
-                            // Restart after the hang; the killed child's exit is ignored (old generation).
-                            gens[l] += 1;
-                            if i + cli.jobs < cli.inputs {
-                                children[l] = Some(spawn(l as u64, gens[l], i + cli.jobs, tx.clone()));
-                            } else {
-                                alive -= 1;
-                            }
+                    if let Some((i, t)) = running[l]
+                        && t.elapsed() >= timeout
+                    {
+                        s.hangs += 1;
+                        s.done += 1;
+                        running[l] = None;
+                        save(cli, corpus, format, i, &format!("hang: still running after {:?}", timeout));
+                        if let Some(mut c) = children[l].take() {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                        }
+                        // Restart after the hang; the killed child's exit is ignored (old generation).
+                        gens[l] += 1;
+                        if i + cli.jobs < cli.inputs {
+                            children[l] = Some(spawn(l as u64, gens[l], i + cli.jobs, tx.clone()));
+                        } else {
+                            alive -= 1;
                         }
                     }
                 }

@@ -65,9 +65,9 @@ pub fn bytes(rng: &mut StdRng, input: &[u8], other: &[u8]) -> Vec<u8> {
                     x = x.wrapping_neg();
                 }
                 let b = x.to_le_bytes();
-                for k in 0..width {
+                for (k, &byte) in b.iter().take(width).enumerate() {
                     if let Some(t) = v.get_mut(i + k) {
-                        *t = b[k];
+                        *t = byte;
                     }
                 }
             }

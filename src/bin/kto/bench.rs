@@ -53,8 +53,9 @@ pub async fn bench(
         cfg.batch, cfg.seq_len
     );
     // Name, median step, median times in the step's matrix products and fused kernels (CPU only).
+    type Parts = Option<(f64, f64)>;
     let parts = |p: Vec<f64>, k: Vec<f64>| (!p.is_empty()).then(|| (median(p), median(k)));
-    let medians: Vec<(String, f64, Option<(f64, f64)>)> = kinds
+    let medians: Vec<(String, f64, Parts)> = kinds
         .iter()
         .zip(engine.into_iter().zip(products.into_iter().zip(kernels)))
         .map(|(k, (t, (p, kk)))| (format!("kto {k}"), median(t), parts(p, kk)))

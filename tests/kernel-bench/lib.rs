@@ -1,0 +1,50 @@
+//! Exports for `tests/browser/kernel-bench.mjs`: the engine's product kernel on one thread, and a
+//! loop of nothing but fused multiply-adds (the ceiling the kernel is measured against).
+
+use core::arch::wasm32::*;
+
+#[path = "../../src/model/madd.rs"]
+#[allow(dead_code)]
+mod madd;
+
+static mut BUF: Vec<f32> = Vec::new();
+
+/// `reps` products `C = A·B` of `m × k` by `k × n` (B read transposed when `bt`: column stride `k`),
+/// as the engine runs one task of a product; returns a value of C so the work is not optimised away.
+#[unsafe(no_mangle)]
+pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool) -> f32 {
+    // SAFETY: one thread; A, B and C lie inside BUF, sized for them here.
+    unsafe {
+        let buf = &mut *core::ptr::addr_of_mut!(BUF);
+        let need = m * k + k * n + m * n;
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+            for (i, x) in buf.iter_mut().enumerate() {
+                *x = (i % 7) as f32 * 0.1;
+            }
+        }
+        let a = buf.as_ptr();
+        let b = a.add(m * k);
+        let c = buf.as_mut_ptr().add(m * k + k * n);
+        let (b_rs, b_cs) = if bt { (1, k as isize) } else { (n as isize, 1) };
+        for _ in 0..reps {
+            madd::product(m, n, k, c, n, a, k as isize, 1, b, b_rs, b_cs);
+        }
+        *c
+    }
+}
+
+/// `iters` rounds of 10 independent `f32x4.relaxed_madd` chains (enough in flight to hide the FMA
+/// latency): 80 FLOPs a round, at the CPU's peak where V8 emits one FMA per madd.
+#[unsafe(no_mangle)]
+#[target_feature(enable = "relaxed-simd")]
+pub extern "C" fn peak(iters: u32, seed: f32) -> f32 {
+    let (x, y) = (f32x4_splat(seed), f32x4_splat(1.0 - seed * 1e-3));
+    let mut acc = [f32x4_splat(seed); 10];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = f32x4_relaxed_madd(*a, y, x);
+        }
+    }
+    acc.iter().fold(0.0, |s, a| s + f32x4_extract_lane::<0>(*a))
+}
