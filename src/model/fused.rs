@@ -702,25 +702,23 @@ fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTe
     }
     let chunk = n * ROWS_PER_TASK;
     let (das, dbs) = (Chunks::new(&mut da, chunk), Chunks::new(&mut db, chunk));
-    KERNELS.time(|| {
-        par::for_each(das.count(), av.len(), |g| {
+    kernel_tasks(
+        das.count(),
+        av.len(),
+        #[inline(always)]
+        |g| {
             // SAFETY: task `g` alone takes chunk `g` of each.
             let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
             let r = g * chunk..g * chunk + da.len();
-            wide(
-                #[inline(always)]
-                || {
-                    for ((((da, db), a), b), dy) in
-                        da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
-                    {
-                        let s = sigmoid(*a);
-                        *da = dy * b * s * (1.0 + a * (1.0 - s));
-                        *db = dy * a * s;
-                    }
-                },
-            )
-        })
-    });
+            for ((((da, db), a), b), dy) in
+                da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+            {
+                let s = sigmoid(*a);
+                *da = dy * b * s * (1.0 + a * (1.0 - s));
+                *db = dy * a * s;
+            }
+        },
+    );
     (like(a, da), like(b, db))
 }
 
@@ -763,19 +761,30 @@ where
     }
     let work = data.len() * reads;
     let chunks = Chunks::new(data, len * ROWS_PER_TASK);
-    KERNELS.time(|| {
-        par::for_each(chunks.count(), work, |g| {
+    kernel_tasks(
+        chunks.count(),
+        work,
+        #[inline(always)]
+        |g| {
             // SAFETY: task `g` alone takes chunk `g`.
             let rows = unsafe { chunks.get(g) };
-            // Inlined into `wide`'s AVX2 copy, so the loops (and `f`) are compiled for it.
+            for (j, row) in rows.chunks_mut(len).enumerate() {
+                let i = g * ROWS_PER_TASK + j;
+                f(i / per_batch, i % per_batch, row);
+            }
+        },
+    );
+}
+
+/// Runs `task(0..tasks)` as a [`par::for_each`] of `work`, each task compiled for AVX2 where the
+/// CPU has it (`task`, and what it calls, must be `#[inline(always)]` to be inlined into `wide`'s
+/// copy), the loop's time counted in [`KERNELS`]: this file's parallel kernels all run here.
+fn kernel_tasks(tasks: usize, work: usize, task: impl Fn(usize) + Sync + Send) {
+    KERNELS.time(|| {
+        par::for_each(tasks, work, |g| {
             wide(
                 #[inline(always)]
-                || {
-                    for (j, row) in rows.chunks_mut(len).enumerate() {
-                        let i = g * ROWS_PER_TASK + j;
-                        f(i / per_batch, i % per_batch, row);
-                    }
-                },
+                || task(g),
             )
         })
     });
