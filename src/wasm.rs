@@ -258,12 +258,14 @@ pub async fn bench(config: JsValue) -> Result<JsValue, JsError> {
 
 /// The CPU backend's parallel loop checked (`cases × 8` loops: every task runs once), then its
 /// matrix products against burn's matmul on `cases` random shapes and layouts in this build (the
-/// threaded one multiplies with its own kernel); the values compared.
+/// threaded one multiplies with its own kernel), and its attention against burn's composed ops on
+/// as many random masks; the values compared.
 #[wasm_bindgen]
 pub async fn check_products(cases: usize) -> Result<usize, JsError> {
     let device = crate::device::init_async(crate::BackendKind::Cpu).await.map_err(js_err)?;
     crate::model::selfcheck::loops(cases * 8).map_err(js_err)?;
-    crate::model::selfcheck::products(&device, cases, 17).map_err(js_err)
+    let products = crate::model::selfcheck::products(&device, cases, 17).map_err(js_err)?;
+    Ok(products + crate::model::selfcheck::attention(&device, cases, 7).map_err(js_err)?)
 }
 
 /// A Hub model id (`owner/name[@rev][:file]`) → `{ id, revision, file, url }`: where to list it.

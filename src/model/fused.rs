@@ -22,7 +22,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData};
 
-use super::gemm::{Mat, Out, last, product, product_into};
+use super::gemm::{Band, Mat, Out, last, product, product_in_band, product_into};
 use super::par::{self, Chunks};
 
 /// Which keys each query may attend to, as a contiguous range per query: the causal limit, the
@@ -207,7 +207,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => {
                 let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
                 let (out, probs) = forward(&q, &k, &v, &ranges);
-                prep.finish(Saved { q, k, v, probs }, out)
+                prep.finish(Saved { q, k, v, probs, ranges }, out)
             }
             OpsKind::UnTracked(prep) => {
                 let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
@@ -349,20 +349,21 @@ impl Backward<Flex, 1> for LogpsBackward {
 #[derive(Debug)]
 struct AttentionBackward;
 
-/// What the backward pass needs: the inputs and the attention probabilities.
+/// What the backward pass needs: the inputs, the attention probabilities and the key ranges.
 #[derive(Clone, Debug)]
 struct Saved {
     q: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
     probs: FlexTensor,
+    ranges: KeyRanges,
 }
 
 impl Backward<Flex, 3> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register(ops, grads, |s, grad| backward(&s.q, &s.k, &s.v, &s.probs, &grad).into());
+        register(ops, grads, |s, grad| backward(&s.q, &s.k, &s.v, &s.probs, &s.ranges, &grad).into());
     }
 }
 
@@ -407,7 +408,10 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
     let g = rows.checked_div(t).unwrap_or(1);
     assert_eq!(rows, g * t, "attention: {rows} query rows are not whole heads of {t} positions");
     let h = kv * g;
-    let mut p = product(&Mat::of(q), &Mat::of(k).t());
+    // Products over the visible keys only (the causal limit alone skips about half).
+    let visible_kv = |bi: usize, r: usize| ranges.range(bi / kv, r, keys);
+    let visible_h = |bi: usize, r: usize| ranges.range(bi / h, r, keys);
+    let mut p = product_in_band(&Mat::of(q), &Mat::of(k).t(), &Out::dense(b * kv, rows, keys), Band::Cols(&visible_kv));
     for_rows(
         &mut p,
         keys,
@@ -422,7 +426,8 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
         },
     );
     let p = FlexTensor::from_data(TensorData::new(p, [b, h, t, keys]));
-    let out = product_into(&Mat::of(&p), &Mat::of(v).repeat(h / kv), &Out::interleaved(b, h, t, vd));
+    let (pv, heads) = (Mat::of(&p), Mat::of(v).repeat(h / kv));
+    let out = product_in_band(&pv, &heads, &Out::interleaved(b, h, t, vd), Band::Depth(&visible_h));
     (FlexTensor::from_data(TensorData::new(out, [b, t, h * vd])), p)
 }
 
@@ -436,6 +441,7 @@ fn backward(
     k: &FlexTensor,
     v: &FlexTensor,
     p: &FlexTensor,
+    ranges: &KeyRanges,
     grad: &FlexTensor,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let [b, kv, rows, _] = dims(q);
@@ -443,7 +449,11 @@ fn backward(
     let vd = dims(v)[3];
     let p = p.reshape([b, kv, rows, keys].into());
     let grad = FlexTensor::from_data(TensorData::new(heads_first(grad, h, t), [b, kv, rows, vd]));
-    let mut ds = product(&Mat::of(&grad), &Mat::of(v).t());
+    // dP and dq over the visible keys only, as in the forward pass (dk and dv sum over a KV
+    // head's stacked query heads, whose visible keys differ: those run whole).
+    let visible = |bi: usize, r: usize| ranges.range(bi / kv, r, keys);
+    let dp = Out::dense(b * kv, rows, keys);
+    let mut ds = product_in_band(&Mat::of(&grad), &Mat::of(v).t(), &dp, Band::Cols(&visible));
     let probs = values(&p);
     let rows_per_batch = kv * rows;
     for_rows(
@@ -462,7 +472,10 @@ fn backward(
         },
     );
     let ds = like(&p, ds);
-    let dq = like(q, product(&Mat::of(&ds), &Mat::of(k)));
+    let dq = like(
+        q,
+        product_in_band(&Mat::of(&ds), &Mat::of(k), &Out::dense(b * kv, rows, dims(k)[3]), Band::Depth(&visible)),
+    );
     let dk = like(k, product(&Mat::of(&ds).t(), &Mat::of(q)));
     let dv = product_into(&Mat::of(&p).t(), &Mat::of(&grad), &Out::interleaved(b, kv, keys, vd));
     let dv = FlexTensor::from_data(TensorData::new(dv, [b, keys, kv, vd])).transpose(1, 2);

@@ -6,9 +6,11 @@
 //! runs `[B, T, in]·[in, out]` as B separate products and sums a weight's gradient over a
 //! `[B, in, out]` intermediate. Here gemm writes every output element once into an uninitialised
 //! `Vec<f32>`, operands are read through their strides (a transpose is free), and the work is
-//! split into blocks of output rows or columns over the CPU threads.
+//! split into blocks of output rows or columns over the CPU threads. Attention's products skip
+//! what its key ranges hide (`Band`): the causal limit alone leaves half of each head's scores zero.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::DType;
@@ -104,7 +106,7 @@ pub struct Out {
 
 impl Out {
     /// `[batch, m, n]`.
-    fn dense(batch: usize, m: usize, n: usize) -> Self {
+    pub fn dense(batch: usize, m: usize, n: usize) -> Self {
         Self { m, n, offsets: (0..batch).map(|i| i * m * n).collect(), rs: n }
     }
 
@@ -117,10 +119,54 @@ impl Out {
 
 /// `a·b` for every batch index, written where `out` says.
 pub fn product_into(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
-    PRODUCTS.time(|| untimed(a, b, out))
+    product_in_band(a, b, out, Band::Full)
 }
 
-fn untimed(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
+/// Where a product is known to be zero, row by row: attention's key ranges (causal, padding,
+/// sliding window), which leave about half of each head's scores and probabilities zero. The
+/// function maps (batch index, row) to an interval `lo..hi`.
+#[derive(Clone, Copy)]
+pub enum Band<'a> {
+    Full,
+    /// Only the output columns `lo..hi` of the row are needed; the others are written as zeros.
+    Cols(&'a (dyn Fn(usize, usize) -> (usize, usize) + Sync)),
+    /// The row of `a` is zero outside its columns `lo..hi`: its sum runs over those only.
+    Depth(&'a (dyn Fn(usize, usize) -> (usize, usize) + Sync)),
+}
+
+impl Band<'_> {
+    /// What rows `r0..r1` of batch matrix `bi` need, within a block of `cols` columns starting at
+    /// column `c0` and `k` deep: (columns, depths), as block-relative intervals.
+    fn need(&self, bi: usize, r0: usize, r1: usize, c0: usize, cols: usize, k: usize) -> (Range<usize>, Range<usize>) {
+        let span = |f: &dyn Fn(usize, usize) -> (usize, usize)| {
+            let (lo, hi) = (r0..r1)
+                .map(|r| f(bi, r))
+                .filter(|(lo, hi)| lo < hi)
+                .fold((usize::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+            if lo < hi { (lo, hi) } else { (0, 0) }
+        };
+        match self {
+            Band::Full => (0..cols, 0..k),
+            Band::Cols(f) => {
+                let (lo, hi) = span(*f);
+                let lo = lo.saturating_sub(c0).min(cols);
+                (lo..hi.saturating_sub(c0).clamp(lo, cols), 0..k)
+            }
+            Band::Depth(f) => {
+                let (lo, hi) = span(*f);
+                let lo = lo.min(k);
+                (0..cols, lo..hi.clamp(lo, k))
+            }
+        }
+    }
+}
+
+/// `a·b` for every batch index, written where `out` says, computing only what `band` leaves.
+pub fn product_in_band(a: &Mat, b: &Mat, out: &Out, band: Band) -> Vec<f32> {
+    PRODUCTS.time(|| untimed(a, b, out, band))
+}
+
+fn untimed(a: &Mat, b: &Mat, out: &Out, band: Band) -> Vec<f32> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "matmul: inner dimensions differ");
     let batch = a.offsets.len().max(b.offsets.len());
@@ -145,24 +191,73 @@ fn untimed(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
             return;
         }
         let (c, a0, b0) = (dst.at(out.offsets[bi] + r0 * rs + c0), a.at(bi, r0, 0), b.at(bi, 0, c0));
+        let need = |i0: usize, i1: usize| band.need(bi, r0 + i0, r0 + i1, c0, cols, k);
         // SAFETY: blocks are disjoint and inside the buffer's capacity (`out`'s matrices tile its
         // `len` values); each kernel writes every element of its block and reads none (gemm:
         // `read_dst = false`); `a`, `b` are read inside their storage.
         #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
         unsafe {
-            super::madd::product(rows, cols, k, c, rs, a0, a.rs, a.cs, b0, b.rs, b.cs)
+            super::madd::product(rows, cols, k, c, rs, a0, a.rs, a.cs, b0, b.rs, b.cs, &need)
         };
         #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
-        #[rustfmt::skip]
         unsafe {
-            gemm::gemm(rows, cols, k, c, 1, rs as isize, false, a0, a.cs, a.rs, b0, b.cs, b.rs,
-                0.0, 1.0, false, false, false, gemm::Parallelism::None)
+            native(rows, cols, c, rs, (a0, a.rs, a.cs), (b0, b.rs, b.cs), matches!(band, Band::Full), &need)
         };
     };
     super::par::for_each(batch * per_batch, batch * m * n * k, task);
     // SAFETY: the tasks above wrote all `len` elements.
     unsafe { buffer.set_len(len) };
     buffer
+}
+
+/// A block on gemm's kernel: whole, or (a band) in chunks of rows, each over the columns and
+/// depths its rows need, the rest of its columns written as zeros.
+///
+/// # Safety
+/// As `madd::product`: the operands address valid `rows × k`, `k × cols` matrices (`need` keeps
+/// the depths below k), `c` a block no other thread touches.
+#[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn native(
+    rows: usize,
+    cols: usize,
+    c: *mut f32,
+    rs: usize,
+    (a, a_rs, a_cs): (*const f32, isize, isize),
+    (b, b_rs, b_cs): (*const f32, isize, isize),
+    full: bool,
+    need: &dyn Fn(usize, usize) -> (Range<usize>, Range<usize>),
+) {
+    // gemm packs its operands per call: chunks of fewer rows would pay that for little skipped work.
+    const CHUNK: usize = 16;
+    let chunk = if full { rows } else { CHUNK };
+    for i0 in (0..rows).step_by(chunk) {
+        let m = chunk.min(rows - i0);
+        let (nc, kd) = need(i0, i0 + m);
+        // SAFETY: the chunk's rows, columns and depths lie inside the block (`need` clamps them).
+        unsafe {
+            let c = c.add(i0 * rs);
+            for r in 0..m {
+                let row = c.add(r * rs);
+                std::ptr::write_bytes(row, 0, nc.start);
+                std::ptr::write_bytes(row.add(nc.end), 0, cols - nc.end);
+            }
+            let (n, depth) = (nc.len(), kd.len());
+            let c = c.add(nc.start);
+            if n == 0 {
+                continue;
+            }
+            if depth == 0 {
+                (0..m).for_each(|r| std::ptr::write_bytes(c.add(r * rs), 0, n));
+                continue;
+            }
+            let a = a.wrapping_offset(i0 as isize * a_rs + kd.start as isize * a_cs);
+            let b = b.wrapping_offset(kd.start as isize * b_rs + nc.start as isize * b_cs);
+            #[rustfmt::skip]
+            gemm::gemm(m, n, depth, c, 1, rs as isize, false, a, a_cs, a_rs, b, b_cs, b_rs,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        }
+    }
 }
 
 /// How to split each product of a batch: (row blocks, column blocks). A batch of at least four

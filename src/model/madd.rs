@@ -11,6 +11,7 @@
 //! scalar per row and step (a broadcast), so a transposed A costs nothing.
 
 use core::arch::wasm32::*;
+use core::ops::Range;
 
 /// Panel depth and width of a packed block of B: ≤ 256 KiB, kept in the L2 cache while every
 /// row of A passes over it.
@@ -24,6 +25,8 @@ const MR: usize = 4;
 
 /// `dst[i·dst_rs + j] = Σ_p A(i, p)·B(p, j)` for the `m × n` block, A(i, p) at `a + i·a_rs + p·a_cs`,
 /// B(p, j) at `b + p·b_rs + j·b_cs`. Writes every element of the block and reads none first.
+/// `need(i0, i1)` says which columns and depths rows `i0..i1` need (attention's key ranges): a
+/// tile outside the columns is written as zeros, a tile's sum runs over the depths only.
 ///
 /// # Safety
 /// `a`, `b` address valid `m × k`, `k × n` operands through their strides, `dst` an `m × n` block
@@ -42,6 +45,7 @@ pub unsafe fn product(
     b: *const f32,
     b_rs: isize,
     b_cs: isize,
+    need: &dyn Fn(usize, usize) -> (Range<usize>, Range<usize>),
 ) {
     // One tile of rows (a generation step's product: a row of A per sequence) reads each panel of
     // B once: packing it would copy all of B to read it once more. Such tiles read B in place
@@ -49,9 +53,9 @@ pub unsafe fn product(
     let in_place = m <= MR && b_cs == 1;
     // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
     PACKED.with_borrow_mut(|packed| unsafe {
-        let need = KC.min(k) * NC.min(n).next_multiple_of(NR);
-        if packed.len() < need {
-            packed.resize(need, 0.0);
+        let size = KC.min(k) * NC.min(n).next_multiple_of(NR);
+        if packed.len() < size {
+            packed.resize(size, 0.0);
         }
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
@@ -63,7 +67,13 @@ pub unsafe fn product(
                 }
                 let accumulate = pc > 0;
                 for i in (0..m).step_by(MR) {
-                    let a = a.offset(i as isize * a_rs + pc as isize * a_cs);
+                    let (cols, depth) = need(i, (i + MR).min(m));
+                    // The tile's depths within this pass, from `skip` on.
+                    let (skip, depth) = match (depth.start.max(pc), depth.end.min(pc + kc)) {
+                        (lo, hi) if lo < hi => (lo - pc, hi - lo),
+                        _ => (0, 0),
+                    };
+                    let a = a.offset(i as isize * a_rs + (pc + skip) as isize * a_cs);
                     for (panel, j) in (0..nc).step_by(NR).enumerate() {
                         let (panel, panel_rs) = if !in_place {
                             (packed.as_ptr().add(panel * kc * NR), NR as isize)
@@ -74,12 +84,13 @@ pub unsafe fn product(
                             pack(packed, kc, nc - j, b.add(j), b_rs, 1);
                             (packed.as_ptr(), NR as isize)
                         };
+                        let (c0, c1) = (jc + j, jc + j + NR.min(nc - j));
                         let tile = Tile {
                             a,
                             a_rs,
                             a_cs,
-                            kc,
-                            panel,
+                            kc: if cols.start < c1 && c0 < cols.end { depth } else { 0 },
+                            panel: panel.offset(skip as isize * panel_rs),
                             panel_rs,
                             c: dst.add(i * dst_rs + jc + j),
                             c_rs: dst_rs,

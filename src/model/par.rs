@@ -88,25 +88,34 @@ impl<'a, T> Chunks<'a, T> {
 mod awake {
     use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
 
+    /// The task counter on a cache line of its own: every claim writes it, and a line shared with
+    /// the loop's read-only fields or with `done` would bounce between the cores on each task.
+    #[repr(align(64))]
+    struct Line(AtomicUsize);
+
     struct Loop<'a> {
         f: &'a (dyn Fn(usize) + Sync),
         tasks: usize,
-        next: AtomicUsize,
-        done: AtomicUsize,
+        next: Line,
+        done: Line,
     }
 
     impl Loop<'_> {
+        /// Claims and runs tasks until none is left; counts them done once, at the end.
         fn work(&self) -> bool {
-            let mut ran = false;
+            let mut ran = 0;
             loop {
-                let i = self.next.fetch_add(1, SeqCst);
+                let i = self.next.0.fetch_add(1, SeqCst);
                 if i >= self.tasks {
-                    return ran;
+                    break;
                 }
                 (self.f)(i);
-                ran = true;
-                self.done.fetch_add(1, SeqCst);
+                ran += 1;
             }
+            if ran > 0 {
+                self.done.0.fetch_add(ran, SeqCst);
+            }
+            ran > 0
         }
     }
 
@@ -130,7 +139,7 @@ mod awake {
         if rayon::current_thread_index() != Some(0) || BUSY.swap(true, SeqCst) {
             return false;
         }
-        let job = Loop { f, tasks, next: AtomicUsize::new(0), done: AtomicUsize::new(0) };
+        let job = Loop { f, tasks, next: Line(AtomicUsize::new(0)), done: Line(AtomicUsize::new(0)) };
         // SAFETY (of the lifetime change): `LOOP` is cleared and every helper has left it below,
         // before `job` goes out of scope.
         LOOP.store(&job as *const Loop as *mut Loop<'static>, SeqCst);
@@ -140,7 +149,7 @@ mod awake {
             rayon::spawn(spin);
         }
         job.work();
-        while job.done.load(SeqCst) < tasks {
+        while job.done.0.load(SeqCst) < tasks {
             std::hint::spin_loop();
         }
         LOOP.store(std::ptr::null_mut(), SeqCst);

@@ -2,12 +2,15 @@
 //! against burn's own matmul on random shapes and memory layouts, run where the products run: by
 //! the native test suite, and in the tab, whose threaded build multiplies with its own
 //! relaxed-SIMD kernel (`madd.rs`) that no native test can execute; and the parallel loop those
-//! products and the fused kernels run on (`par.rs`), whose tab version keeps its helpers awake.
+//! products and the fused kernels run on (`par.rs`), whose tab version keeps its helpers awake;
+//! and the fused attention, whose products skip the keys a row cannot see, against the same
+//! maths composed from burn's ops with a mask.
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::{fused, par};
+use super::fused::{self, KeyRanges};
+use super::par;
 
 /// Runs `rounds` parallel loops of 1 to ~300 tasks, some of which start a loop of their own
 /// (which runs in turn), back to back as a training step's are; `Ok(tasks run)` if every task of
@@ -105,6 +108,74 @@ pub fn products(device: &Device, cases: usize, seed: u64) -> Result<usize, Strin
                 a.iter().zip(e).enumerate().find(|(_, (x, y))| (*x - *y).abs() > 1e-4 + 1e-4 * y.abs())
             {
                 return Err(format!("{what}: {name}[{j}] is {x}, burn's matmul gives {y}"));
+            }
+            compared += a.len();
+        }
+    }
+    Ok(compared)
+}
+
+/// Checks `cases` random attentions (outputs and the gradients of q, k and v) on `device`'s
+/// autodiff: GQA groups, head sizes, KV-cache starts, padded rows and sliding windows, some long
+/// enough for the products to split over threads and skip whole tiles of hidden keys;
+/// `Ok(values compared)` or the first mismatch.
+pub fn attention(device: &Device, cases: usize, seed: u64) -> Result<usize, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let device = device.clone().autodiff();
+    let vals = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
+    let mut compared = 0;
+    for case in 0..cases {
+        let (b, kv, g) = (rng.random_range(1..=3), rng.random_range(1..=3), rng.random_range(1..=3));
+        let head = [1, 3, 8, 16, 64][rng.random_range(0..5)];
+        let t = if case % 3 == 2 { rng.random_range(17..=70) } else { rng.random_range(1..=9) };
+        // Half the cases continue a KV cache (generation: no padding); half are padded batches.
+        let (start, lengths) = if case % 2 == 0 {
+            (rng.random_range(0..=5), Vec::new())
+        } else {
+            (0, (0..b).map(|_| rng.random_range(1..=t)).collect())
+        };
+        let window = rng.random_bool(0.4).then(|| rng.random_range(1..=t.max(5)));
+        let keys = start + t;
+        let ranges = KeyRanges { queries: t, start, lengths: lengths.clone(), window };
+        let mask = ranges.mask(b, t, keys, &device);
+        // Rows that see no key at all (padding queries past a window) are never used: not compared.
+        let hidden = mask.clone().into_data().try_to_vec::<bool>().map_err(|e| format!("{e:?}"))?;
+        let seen = |row: usize, q: usize| (0..keys).any(|k| !hidden[(row * t + q) * keys + k]);
+        // Per query row of q ([B, KV, g·T]) and per token of the output ([B, T]).
+        let keep: Vec<bool> =
+            (0..b).flat_map(|row| (0..kv * g * t).map(move |r| (row, r % t))).map(|(r, q)| seen(r, q)).collect();
+        let keep_out: Vec<bool> =
+            (0..b).flat_map(|row| (0..t).map(move |q| (row, q))).map(|(r, q)| seen(r, q)).collect();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let rand = |rows: usize| Tensor::<4>::random([b, kv, rows, head], normal, &device);
+        let (q, k, v) = (rand(g * t), rand(keys), rand(keys));
+        let kept = TensorData::new(keep_out.iter().map(|&k| f32::from(u8::from(k))).collect(), [b, t, 1]);
+        let weight =
+            Tensor::<3>::random([b, t, kv * g * head], normal, &device) * Tensor::<3>::from_data(kept, &device);
+        let run = |attend: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>| -> Result<_, String> {
+            let (q, k, v) = (q.clone().require_grad(), k.clone().require_grad(), v.clone().require_grad());
+            let out = attend(q.clone(), k.clone(), v.clone());
+            let grads = (out.clone() * weight.clone()).sum().backward();
+            let g = |x: &Tensor<4>| vals(x.grad(&grads).ok_or("no gradient")?.unsqueeze());
+            Ok([vals(out.inner().unsqueeze())?, g(&q)?, g(&k)?, g(&v)?])
+        };
+        let fused = run(&|q, k, v| fused::attention(q, k, v, ranges.clone()))?;
+        let composed = run(&|q, k, v| fused::composed(q, k, v, &mask))?;
+        let what = format!(
+            "attention check, case {case} (b {b} kv {kv} g {g} head {head} t {t} start {start} lengths {lengths:?} window {window:?})"
+        );
+        let all = vec![true; b * kv * keys];
+        for (i, (name, keep)) in [("out", &keep_out), ("dq", &keep), ("dk", &all), ("dv", &all)].into_iter().enumerate()
+        {
+            let (a, e) = (&fused[i], &composed[i]);
+            let per = a.len() / keep.len();
+            let bad = a
+                .iter()
+                .zip(e)
+                .enumerate()
+                .find(|(j, (x, y))| keep[j / per] && (*x - *y).abs() > 2e-5 + 2e-5 * y.abs());
+            if let Some((j, (x, y))) = bad {
+                return Err(format!("{what}: {name}[{j}] is {x}, composed ops give {y}"));
             }
             compared += a.len();
         }

@@ -299,7 +299,8 @@ test('threads: a cross-origin isolated page runs the threaded CPU engine on a po
   assert.match(await badge.textContent(), new RegExp(`CPU \\(wasm, ${Math.min(cores, 16)} threads?\\)`));
   // Its parallel loop (helpers kept awake between loops: every task of 224 loops runs once, or the
   // call fails), then its products (relaxed-SIMD kernel) against burn's matmul (gemm's SIMD128
-  // kernel) in the same module, on random shapes and layouts, forward and backward.
+  // kernel) in the same module, on random shapes and layouts, forward and backward, and its
+  // attention (products that skip hidden keys) against burn's composed ops on random masks.
   const { compared } = await page.evaluate(() => window.ktoStudio.app.engine.call('checkProducts', { cases: 28 }));
   assert.ok(compared > 100_000, `${compared} values compared`);
   // The threaded build trains (its numbers are held to the native engine's by the mood demo test).

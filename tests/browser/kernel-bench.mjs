@@ -25,7 +25,8 @@ const wasm = readFileSync(join(target, 'wasm32-unknown-unknown/release/kernel_be
 // [m, n, k, B transposed]: a row block of the projections (512 tokens in 8 tasks) and the LM head, the
 // attention scores (k = head size 8, keys read transposed) and output (n = 8), and two larger shapes.
 const shapes = [[64, 64, 64, 0], [64, 172, 64, 0], [64, 64, 172, 0], [64, 512, 64, 0], [128, 64, 8, 1], [128, 8, 64, 0],
-  [512, 512, 64, 0], [256, 256, 256, 0]];
+  [512, 512, 64, 0], [256, 256, 256, 0], [64, 172, 64, 1], [64, 64, 172, 1], [64, 64, 512, 0], [64, 64, 512, 1],
+  [128, 64, 8, 1, 1], [128, 8, 64, 0, 2]];
 const env = await launch({ webgpu: false });
 try {
   await env.page.goto(env.origin);
@@ -39,18 +40,18 @@ try {
     for (let r = 0; r < rounds; r++) {
       best = Math.max(best, gflops(80 * iters, () => peak(iters, 0.5)));
       for (const row of rows) {
-        const [m, n, k, bt] = row.shape;
+        const [m, n, k, bt, causal = 0] = row.shape;
         const reps = Math.max(1, Math.round(1e8 / (2 * m * n * k)));
-        row.best = Math.max(row.best, gflops(2 * m * n * k * reps, () => product(m, n, k, reps, bt)));
+        row.best = Math.max(row.best, gflops(2 * m * n * k * reps, () => product(m, n, k, reps, bt, causal)));
       }
     }
     return { peak: best, rows };
   }, { wasm, shapes, rounds });
   console.log(`FMA peak (f32x4.relaxed_madd, one thread): ${peak.toFixed(1)} GFLOP/s`);
   console.log('   m     n     k  B     GFLOP/s  of peak');
-  for (const { shape: [m, n, k, bt], best } of rows) {
+  for (const { shape: [m, n, k, bt, causal], best } of rows) {
     console.log([m, n, k].map((x) => String(x).padStart(5)).join(' '), bt ? 'ᵀ' : ' ', best.toFixed(1).padStart(10),
-      `${(100 * best / peak).toFixed(0)}%`.padStart(8));
+      `${(100 * best / peak).toFixed(0)}%`.padStart(8), causal ? '(causal: rate as if computed whole)' : '');
   }
 } finally {
   await env.close();

@@ -11,8 +11,10 @@ static mut BUF: Vec<f32> = Vec::new();
 
 /// `reps` products `C = A·B` of `m × k` by `k × n` (B read transposed when `bt`: column stride `k`),
 /// as the engine runs one task of a product; returns a value of C so the work is not optimised away.
+/// `causal`: as attention's, row `r` needs only keys `0..=r mod 64` — the columns of C (1, the
+/// scores) or the depths (2, the probabilities times V).
 #[unsafe(no_mangle)]
-pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool) -> f32 {
+pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool, causal: u32) -> f32 {
     // SAFETY: one thread; A, B and C lie inside BUF, sized for them here.
     unsafe {
         let buf = &mut *core::ptr::addr_of_mut!(BUF);
@@ -27,8 +29,15 @@ pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool) -
         let b = a.add(m * k);
         let c = buf.as_mut_ptr().add(m * k + k * n);
         let (b_rs, b_cs) = if bt { (1, k as isize) } else { (n as isize, 1) };
+        // Rows `i0..i1` see keys up to the last one's position (the first's when a head starts inside).
+        let seen = |i0: usize, i1: usize| if (i1 - 1) % 64 >= i0 % 64 { (i1 - 1) % 64 + 1 } else { 64 };
+        let need = |i0: usize, i1: usize| match causal {
+            1 => (0..seen(i0, i1).min(n), 0..k),
+            2 => (0..n, 0..seen(i0, i1).min(k)),
+            _ => (0..n, 0..k),
+        };
         for _ in 0..reps {
-            madd::product(m, n, k, c, n, a, k as isize, 1, b, b_rs, b_cs);
+            madd::product(m, n, k, c, n, a, k as isize, 1, b, b_rs, b_cs, &need);
         }
         *c
     }

@@ -27,7 +27,8 @@
 //   stats     {}                                            -> { wasmMemory } bytes of wasm linear memory
 //   checkProducts { cases }                                 -> { compared } the CPU parallel loop (every task of `cases` × 8
 //             loops runs once), then the matrix products against burn's matmul on `cases` random shapes in this build
-//             (src/model/selfcheck.rs); an error names the failure
+//             and the attention against burn's composed ops on `cases` random masks (src/model/selfcheck.rs); an error
+//             names the failure
 //   parseJsonl { text }                                     -> [{ prompt, completion, label }]
 //   toJsonl   { rows }                                      -> string
 //   advice    { nD, nU, settings }                          -> TRL imbalance advice or null
