@@ -11,6 +11,8 @@
 //! and in the browser; other backends (wgpu/WebGPU, ndarray) run `composed` and burn's matmul, the
 //! same maths from tensor ops, which the tests hold these kernels to.
 
+use std::ops::Range;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -47,6 +49,23 @@ impl KeyRanges {
         let hi = (pos + 1).min(len).min(keys);
         let lo = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         (lo, hi.max(lo))
+    }
+
+    /// Keys `lo..hi` covering every key visible to rows `rows` of batch row `b` (`(0, 0)`: none).
+    /// Within one head's positions both ends only grow with the position, and a row that sees no
+    /// key (a padding row past its window) is followed by more such: the first row's start and the
+    /// last's end. Rows across heads: the union, row by row.
+    fn span(&self, b: usize, rows: Range<usize>, keys: usize) -> (usize, usize) {
+        let (first, last) = (rows.start, rows.end - 1);
+        if first / self.queries == last / self.queries {
+            let ((lo, hi), (_, end)) = (self.range(b, first, keys), self.range(b, last, keys));
+            return if lo < hi { (lo, end) } else { (0, 0) };
+        }
+        let (lo, hi) = rows
+            .map(|r| self.range(b, r, keys))
+            .filter(|(lo, hi)| lo < hi)
+            .fold((usize::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+        if lo < hi { (lo, hi) } else { (0, 0) }
     }
 
     /// The same mask as a `[B, 1, rows, keys]` tensor (`true` = hidden), for the composed path.
@@ -409,8 +428,8 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, ranges: &KeyRanges) -
     assert_eq!(rows, g * t, "attention: {rows} query rows are not whole heads of {t} positions");
     let h = kv * g;
     // Products over the visible keys only (the causal limit alone skips about half).
-    let visible_kv = |bi: usize, r: usize| ranges.range(bi / kv, r, keys);
-    let visible_h = |bi: usize, r: usize| ranges.range(bi / h, r, keys);
+    let visible_kv = |bi: usize, r: Range<usize>| ranges.span(bi / kv, r, keys);
+    let visible_h = |bi: usize, r: Range<usize>| ranges.span(bi / h, r, keys);
     let mut p = product_in_band(&Mat::of(q), &Mat::of(k).t(), &Out::dense(b * kv, rows, keys), Band::Cols(&visible_kv));
     for_rows(
         &mut p,
@@ -451,7 +470,7 @@ fn backward(
     let grad = FlexTensor::from_data(TensorData::new(heads_first(grad, h, t), [b, kv, rows, vd]));
     // dP and dq over the visible keys only, as in the forward pass (dk and dv sum over a KV
     // head's stacked query heads, whose visible keys differ: those run whole).
-    let visible = |bi: usize, r: usize| ranges.range(bi / kv, r, keys);
+    let visible = |bi: usize, r: Range<usize>| ranges.span(bi / kv, r, keys);
     let dp = Out::dense(b * kv, rows, keys);
     let mut ds = product_in_band(&Mat::of(&grad), &Mat::of(v).t(), &dp, Band::Cols(&visible));
     let probs = values(&p);

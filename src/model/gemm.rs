@@ -124,36 +124,33 @@ pub fn product_into(a: &Mat, b: &Mat, out: &Out) -> Vec<f32> {
 
 /// Where a product is known to be zero, row by row: attention's key ranges (causal, padding,
 /// sliding window), which leave about half of each head's scores and probabilities zero. The
-/// function maps (batch index, row) to an interval `lo..hi`.
+/// function maps (batch index, rows) to an interval `lo..hi` covering what those rows need
+/// (`(0, 0)`: nothing).
 #[derive(Clone, Copy)]
 pub enum Band<'a> {
     Full,
-    /// Only the output columns `lo..hi` of the row are needed; the others are written as zeros.
-    Cols(&'a (dyn Fn(usize, usize) -> (usize, usize) + Sync)),
-    /// The row of `a` is zero outside its columns `lo..hi`: its sum runs over those only.
-    Depth(&'a (dyn Fn(usize, usize) -> (usize, usize) + Sync)),
+    /// Only the output columns `lo..hi` of the rows are needed; the others are written as zeros.
+    Cols(&'a Span<'a>),
+    /// The rows of `a` are zero outside their columns `lo..hi`: their sums run over those only.
+    Depth(&'a Span<'a>),
 }
+
+/// (batch index, rows) → the interval a [`Band`] keeps.
+pub type Span<'a> = dyn Fn(usize, Range<usize>) -> (usize, usize) + Sync + 'a;
 
 impl Band<'_> {
     /// What rows `r0..r1` of batch matrix `bi` need, within a block of `cols` columns starting at
     /// column `c0` and `k` deep: (columns, depths), as block-relative intervals.
     fn need(&self, bi: usize, r0: usize, r1: usize, c0: usize, cols: usize, k: usize) -> (Range<usize>, Range<usize>) {
-        let span = |f: &dyn Fn(usize, usize) -> (usize, usize)| {
-            let (lo, hi) = (r0..r1)
-                .map(|r| f(bi, r))
-                .filter(|(lo, hi)| lo < hi)
-                .fold((usize::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
-            if lo < hi { (lo, hi) } else { (0, 0) }
-        };
         match self {
             Band::Full => (0..cols, 0..k),
             Band::Cols(f) => {
-                let (lo, hi) = span(*f);
+                let (lo, hi) = f(bi, r0..r1);
                 let lo = lo.saturating_sub(c0).min(cols);
                 (lo..hi.saturating_sub(c0).clamp(lo, cols), 0..k)
             }
             Band::Depth(f) => {
-                let (lo, hi) = span(*f);
+                let (lo, hi) = f(bi, r0..r1);
                 let lo = lo.min(k);
                 (0..cols, lo..hi.clamp(lo, k))
             }
@@ -184,6 +181,12 @@ fn untimed(a: &Mat, b: &Mat, out: &Out, band: Band) -> Vec<f32> {
     let (row_blocks, col_blocks) = blocks(batch, m, n, k);
     let (rb, cb) = (m.div_ceil(row_blocks), n.div_ceil(col_blocks));
     let per_batch = row_blocks * col_blocks;
+    // Row blocks of one product share all of one B: the tab's kernel packs it here once rather
+    // than in every block (the blocks ran at ~75 % of the kernel's speed on a transposed B).
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    // SAFETY: B is read inside its storage.
+    let shared = (row_blocks > 1 && col_blocks == 1 && b.offsets.len() == 1)
+        .then(|| unsafe { super::madd::pack_all(k, n, b.at(0, 0, 0), b.rs, b.cs) });
     let task = |i: usize| {
         let (bi, r0, c0) = (i / per_batch, (i % per_batch) / col_blocks * rb, i % col_blocks * cb);
         let (rows, cols) = (rb.min(m.saturating_sub(r0)), cb.min(n.saturating_sub(c0)));
@@ -197,7 +200,7 @@ fn untimed(a: &Mat, b: &Mat, out: &Out, band: Band) -> Vec<f32> {
         // `read_dst = false`); `a`, `b` are read inside their storage.
         #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
         unsafe {
-            super::madd::product(rows, cols, k, c, rs, a0, a.rs, a.cs, b0, b.rs, b.cs, &need)
+            super::madd::product(rows, cols, k, c, rs, a0, a.rs, a.cs, b0, b.rs, b.cs, &need, shared.as_deref())
         };
         #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
         unsafe {

@@ -46,25 +46,35 @@ pub unsafe fn product(
     b_rs: isize,
     b_cs: isize,
     need: &dyn Fn(usize, usize) -> (Range<usize>, Range<usize>),
+    shared: Option<&[f32]>,
 ) {
     // One tile of rows (a generation step's product: a row of A per sequence) reads each panel of
     // B once: packing it would copy all of B to read it once more. Such tiles read B in place
-    // where its rows are contiguous.
-    let in_place = m <= MR && b_cs == 1;
+    // where its rows are contiguous. `shared`: B already packed whole (`pack_all`), for every row
+    // block of a product to read rather than each packing it again.
+    let in_place = shared.is_none() && m <= MR && b_cs == 1;
     // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
     PACKED.with_borrow_mut(|packed| unsafe {
         let size = KC.min(k) * NC.min(n).next_multiple_of(NR);
         if packed.len() < size {
             packed.resize(size, 0.0);
         }
+        let mut offset = 0;
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let b = b.offset(pc as isize * b_rs + jc as isize * b_cs);
-                if !in_place {
-                    pack(packed, kc, nc, b, b_rs, b_cs);
-                }
+                let panels = match shared {
+                    Some(all) => all[offset..offset + kc * nc.next_multiple_of(NR)].as_ptr(),
+                    None => {
+                        if !in_place {
+                            pack(packed, kc, nc, b, b_rs, b_cs);
+                        }
+                        packed.as_ptr()
+                    }
+                };
+                offset += kc * nc.next_multiple_of(NR);
                 let accumulate = pc > 0;
                 for i in (0..m).step_by(MR) {
                     let (cols, depth) = need(i, (i + MR).min(m));
@@ -76,7 +86,7 @@ pub unsafe fn product(
                     let a = a.offset(i as isize * a_rs + (pc + skip) as isize * a_cs);
                     for (panel, j) in (0..nc).step_by(NR).enumerate() {
                         let (panel, panel_rs) = if !in_place {
-                            (packed.as_ptr().add(panel * kc * NR), NR as isize)
+                            (panels.add(panel * kc * NR), NR as isize)
                         } else if j + NR <= nc {
                             (b.add(j), b_rs)
                         } else {
@@ -110,6 +120,25 @@ pub unsafe fn product(
     })
 }
 
+/// All of B (`k × n`) packed as `product` reads it: its `KC × NC` blocks in turn, each as panels.
+///
+/// # Safety
+/// `b` addresses a valid `k × n` operand through its strides.
+pub unsafe fn pack_all(k: usize, n: usize, b: *const f32, b_rs: isize, b_cs: isize) -> Vec<f32> {
+    let mut all = Vec::new();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let start = all.len();
+            all.resize(start + kc * nc.next_multiple_of(NR), 0.0);
+            // SAFETY: the block lies inside B (the caller's contract).
+            unsafe { pack(&mut all[start..], kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs) };
+        }
+    }
+    all
+}
+
 thread_local! {
     /// Each thread's packed panels of B, reused by every product it runs.
     static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -128,11 +157,42 @@ unsafe fn pack(out: &mut [f32], kc: usize, nc: usize, b: *const f32, rs: isize, 
                 let src = b.offset(p as isize * rs + j0 as isize * cs);
                 if cs == 1 && cols == NR {
                     row.copy_from_slice(std::slice::from_raw_parts(src, NR));
+                } else if rs == 1 && cols == NR && p / 4 * 4 + 4 <= kc {
+                    // Whole groups of 4 rows at once, at the group's first.
+                    if p % 4 == 0 {
+                        transposed(dst.as_mut_ptr().add(p * NR), src, cs);
+                    }
                 } else {
                     for (j, v) in row.iter_mut().enumerate() {
                         *v = if j < cols { *src.offset(j as isize * cs) } else { 0.0 };
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Rows `p..p + 4` of a panel from a transposed B (each column contiguous): the 8 columns' 4
+/// values each as vectors, turned into the panel's rows by two 4 × 4 transposes — a transposed
+/// weight (a projection's dx, attention's keys) packed at a vector per row instead of a scalar per value.
+#[inline(always)]
+unsafe fn transposed(dst: *mut f32, src: *const f32, cs: isize) {
+    // SAFETY: the caller's: 4 values of each of 8 columns `cs` apart at `src`, 4 rows of 8 at `dst`
+    // (the group's rows lie in the same panel: `pack` calls this only for a whole group).
+    unsafe {
+        for half in 0..2 {
+            let col = |j: isize| v128_load(src.offset((half * 4 + j) * cs) as *const v128);
+            let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+            let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(c0, c1), i32x4_shuffle::<0, 4, 1, 5>(c2, c3));
+            let (t2, t3) = (i32x4_shuffle::<2, 6, 3, 7>(c0, c1), i32x4_shuffle::<2, 6, 3, 7>(c2, c3));
+            let rows = [
+                i64x2_shuffle::<0, 2>(t0, t1),
+                i64x2_shuffle::<1, 3>(t0, t1),
+                i64x2_shuffle::<0, 2>(t2, t3),
+                i64x2_shuffle::<1, 3>(t2, t3),
+            ];
+            for (r, v) in rows.into_iter().enumerate() {
+                v128_store(dst.add(r * NR + half as usize * 4) as *mut v128, v);
             }
         }
     }

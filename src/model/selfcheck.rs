@@ -54,14 +54,16 @@ pub fn products(device: &Device, cases: usize, seed: u64) -> Result<usize, Strin
         // Shapes that stay on one thread, ones split into row blocks (many rows) or column blocks
         // (a wide output, like a vocabulary head), one-wide inner and outer sizes (case 3's dw: a
         // few rows, as in generation, over an inner size deeper than one block of the tab's kernel,
-        // which then reads B in place), and an inner size deeper than one packed block.
-        let (b, t, i, o) = match case % 7 {
+        // which then reads B in place), an inner size deeper than one packed block, and row blocks
+        // sharing a B packed once (the tab's) that is more than one block deep and wide.
+        let (b, t, i, o) = match case % 8 {
             0 => (rng.random_range(1..4), rng.random_range(1..9), rng.random_range(1..20), rng.random_range(1..20)),
             1 => (rng.random_range(2..9), rng.random_range(30..80), rng.random_range(16..90), rng.random_range(8..200)),
             2 => (1, rng.random_range(1..6), rng.random_range(30..70), rng.random_range(900..1500)),
             3 => (rng.random_range(1..3), rng.random_range(100..300), rng.random_range(1..5), rng.random_range(1..20)),
             4 => (2, 3, 1, 1),
             5 => (1, rng.random_range(5..40), rng.random_range(257..700), rng.random_range(250..300)),
+            6 => (2, rng.random_range(150..250), rng.random_range(257..400), rng.random_range(257..300)),
             _ => (rng.random_range(1..3), rng.random_range(1..40), 64, 172),
         };
         let (x_swapped, w_transposed, frozen) = (case % 2 == 1, case % 3 == 0, case % 4 == 2);

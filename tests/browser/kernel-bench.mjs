@@ -26,7 +26,7 @@ const wasm = readFileSync(join(target, 'wasm32-unknown-unknown/release/kernel_be
 // attention scores (k = head size 8, keys read transposed) and output (n = 8), and two larger shapes.
 const shapes = [[64, 64, 64, 0], [64, 172, 64, 0], [64, 64, 172, 0], [64, 512, 64, 0], [128, 64, 8, 1], [128, 8, 64, 0],
   [512, 512, 64, 0], [256, 256, 256, 0], [64, 172, 64, 1], [64, 64, 172, 1], [64, 64, 512, 0], [64, 64, 512, 1],
-  [128, 64, 8, 1, 1], [128, 8, 64, 0, 2]];
+  [128, 64, 8, 1, 1], [128, 8, 64, 0, 2], [64, 172, 64, 0, 3], [64, 172, 64, 1, 3], [64, 64, 512, 1, 3]];
 const env = await launch({ webgpu: false });
 try {
   await env.page.goto(env.origin);
@@ -51,7 +51,8 @@ try {
   console.log('   m     n     k  B     GFLOP/s  of peak');
   for (const { shape: [m, n, k, bt, causal], best } of rows) {
     console.log([m, n, k].map((x) => String(x).padStart(5)).join(' '), bt ? 'ᵀ' : ' ', best.toFixed(1).padStart(10),
-      `${(100 * best / peak).toFixed(0)}%`.padStart(8), causal ? '(causal: rate as if computed whole)' : '');
+      `${(100 * best / peak).toFixed(0)}%`.padStart(8),
+      ['', '(causal: rate as if computed whole)', '(causal: rate as if computed whole)', '(B packed beforehand)'][causal || 0]);
   }
 } finally {
   await env.close();
