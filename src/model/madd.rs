@@ -46,13 +46,25 @@ pub unsafe fn product(
     b_rs: isize,
     b_cs: isize,
     need: &dyn Fn(usize, usize) -> (Range<usize>, Range<usize>),
-    shared: Option<&[f32]>,
+    shared: Option<u64>,
 ) {
     // One tile of rows (a generation step's product: a row of A per sequence) reads each panel of
     // B once: packing it would copy all of B to read it once more. Such tiles read B in place
-    // where its rows are contiguous. `shared`: B already packed whole (`pack_all`), for every row
-    // block of a product to read rather than each packing it again.
+    // where its rows are contiguous.
     let in_place = shared.is_none() && m <= MR && b_cs == 1;
+    // `shared`: the id of a product whose blocks all read this same B (its row blocks): a thread
+    // packs all of B at its first such block and reuses it for the others it takes, rather than
+    // packing it again for each (a block of a projection's dx packed its transposed weight for a
+    // quarter of its time).
+    if let Some(id) = shared {
+        WHOLE.with_borrow_mut(|(packed_for, whole)| {
+            if *packed_for != Some(id) {
+                // SAFETY: B is `k × n` through its strides (the caller's contract).
+                unsafe { pack_all(whole, k, n, b, b_rs, b_cs) };
+                *packed_for = Some(id);
+            }
+        });
+    }
     // SAFETY: the caller's contract; every tile and packed panel below stays inside the block and its operands.
     PACKED.with_borrow_mut(|packed| unsafe {
         let size = KC.min(k) * NC.min(n).next_multiple_of(NR);
@@ -66,7 +78,10 @@ pub unsafe fn product(
                 let kc = KC.min(k - pc);
                 let b = b.offset(pc as isize * b_rs + jc as isize * b_cs);
                 let panels = match shared {
-                    Some(all) => all[offset..offset + kc * nc.next_multiple_of(NR)].as_ptr(),
+                    // The thread's whole packing outlives this call (only `product` replaces it).
+                    Some(_) => {
+                        WHOLE.with_borrow(|(_, all)| all[offset..offset + kc * nc.next_multiple_of(NR)].as_ptr())
+                    }
                     None => {
                         if !in_place {
                             pack(packed, kc, nc, b, b_rs, b_cs);
@@ -120,12 +135,13 @@ pub unsafe fn product(
     })
 }
 
-/// All of B (`k × n`) packed as `product` reads it: its `KC × NC` blocks in turn, each as panels.
+/// All of B (`k × n`) packed into `all` as `product` reads it: its `KC × NC` blocks in turn, each
+/// as panels.
 ///
 /// # Safety
 /// `b` addresses a valid `k × n` operand through its strides.
-pub unsafe fn pack_all(k: usize, n: usize, b: *const f32, b_rs: isize, b_cs: isize) -> Vec<f32> {
-    let mut all = Vec::new();
+unsafe fn pack_all(all: &mut Vec<f32>, k: usize, n: usize, b: *const f32, b_rs: isize, b_cs: isize) {
+    all.clear();
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -136,12 +152,13 @@ pub unsafe fn pack_all(k: usize, n: usize, b: *const f32, b_rs: isize, b_cs: isi
             unsafe { pack(&mut all[start..], kc, nc, b.offset(pc as isize * b_rs + jc as isize * b_cs), b_rs, b_cs) };
         }
     }
-    all
 }
 
 thread_local! {
     /// Each thread's packed panels of B, reused by every product it runs.
     static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's packing of a whole B, and the product it belongs to.
+    static WHOLE: std::cell::RefCell<(Option<u64>, Vec<f32>)> = const { std::cell::RefCell::new((None, Vec::new())) };
 }
 
 /// B's `kc × nc` block as panels of `NR` columns, each `kc` rows of `NR` contiguous values; the last

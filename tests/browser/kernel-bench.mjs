@@ -52,7 +52,7 @@ try {
   for (const { shape: [m, n, k, bt, causal], best } of rows) {
     console.log([m, n, k].map((x) => String(x).padStart(5)).join(' '), bt ? 'ᵀ' : ' ', best.toFixed(1).padStart(10),
       `${(100 * best / peak).toFixed(0)}%`.padStart(8),
-      ['', '(causal: rate as if computed whole)', '(causal: rate as if computed whole)', '(B packed beforehand)'][causal || 0]);
+      ['', '(causal: rate as if computed whole)', '(causal: rate as if computed whole)', '(B packed once, reused)'][causal || 0]);
   }
 } finally {
   await env.close();

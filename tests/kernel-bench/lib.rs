@@ -12,8 +12,8 @@ static mut BUF: Vec<f32> = Vec::new();
 /// `reps` products `C = A·B` of `m × k` by `k × n` (B read transposed when `bt`: column stride `k`),
 /// as the engine runs one task of a product; returns a value of C so the work is not optimised away.
 /// `causal`: as attention's, row `r` needs only keys `0..=r mod 64` — the columns of C (1, the
-/// scores) or the depths (2, the probabilities times V); 3: B packed once beforehand, as the
-/// engine does for the row blocks of one product (`madd::pack_all`).
+/// scores) or the depths (2, the probabilities times V); 3: B packed once and reused, as a
+/// thread does for the row blocks of one product it takes.
 #[unsafe(no_mangle)]
 pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool, causal: u32) -> f32 {
     // SAFETY: one thread; A, B and C lie inside BUF, sized for them here.
@@ -37,9 +37,10 @@ pub extern "C" fn product(m: usize, n: usize, k: usize, reps: usize, bt: bool, c
             2 => (0..n, 0..seen(i0, i1).min(k)),
             _ => (0..n, 0..k),
         };
-        let shared = (causal == 3).then(|| madd::pack_all(k, n, b, b_rs, b_cs));
+        static CALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+        let shared = (causal == 3).then(|| CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
         for _ in 0..reps {
-            madd::product(m, n, k, c, n, a, k as isize, 1, b, b_rs, b_cs, &need, shared.as_deref());
+            madd::product(m, n, k, c, n, a, k as isize, 1, b, b_rs, b_cs, &need, shared);
         }
         *c
     }
