@@ -509,29 +509,29 @@ fn heads_first(x: &FlexTensor, h: usize, t: usize) -> Vec<f32> {
     for_rows(
         &mut y,
         n,
-        1,
+        t,
         1,
         #[inline(always)]
-        |row, _, out| {
-            let src = token_major(row, h, t) * n;
+        |bh, pos, out| {
+            let src = token_major(bh, pos, h, t) * n;
             out.copy_from_slice(&xv[src..src + n]);
         },
     );
     y
 }
 
-/// Row `row` of a `[B, H, T, ·]` tensor: the same batch row, head and position's row in `[B, T, H, ·]`.
+/// Row `pos` of head `bh` (batch row · H + head) of a `[B, H, T, ·]` tensor: the same batch row,
+/// head and position's row in `[B, T, H, ·]`.
 #[inline(always)]
-fn token_major(row: usize, h: usize, t: usize) -> usize {
-    let (b, head, pos) = (row / (h * t), row / t % h, row % t);
-    (b * t + pos) * h + head
+fn token_major(bh: usize, pos: usize, h: usize, t: usize) -> usize {
+    ((bh / h) * t + pos) * h + bh % h
 }
 
-/// Row `row` of a `[B, T, H, ·]` tensor: its row in `[B, H, T, ·]` (`token_major`'s inverse).
+/// Head `head` of token `bt` (batch row · T + position) of a `[B, T, H, ·]` tensor: its row in
+/// `[B, H, T, ·]` (`token_major`'s inverse).
 #[inline(always)]
-fn head_major(row: usize, h: usize, t: usize) -> usize {
-    let (b, pos, head) = (row / (t * h), row / h % t, row % h);
-    (b * h + head) * t + pos
+fn head_major(bt: usize, head: usize, h: usize, t: usize) -> usize {
+    ((bt / t) * h + head) * t + bt % t
 }
 
 /// Rows of `x` (its last axis) normalised: `y = x · inv · γ` with `inv = 1/√(mean(x²) + ε)` per
@@ -655,16 +655,20 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
     };
     let half = d / 2;
     let mut y = vec![0.0f32; xv.len()];
+    // Output rows by (head, position) heads first, by (token, head) transposed.
     for_rows(
         &mut y,
         d,
-        1,
+        if transposed { h } else { t },
         1,
         #[inline(always)]
-        |row, _, out| {
+        |outer, inner, out| {
             // The output row's position, and the input row of the same batch row, position and head.
-            let (pos, from) =
-                if transposed { (row / h % t, head_major(row, h, t)) } else { (row % t, token_major(row, h, t)) };
+            let (pos, from) = if transposed {
+                (outer % t, head_major(outer, inner, h, t))
+            } else {
+                (inner, token_major(outer, inner, h, t))
+            };
             let xr = &xv[from * d..(from + 1) * d];
             let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
             // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
@@ -780,10 +784,14 @@ pub static KERNELS: crate::clock::Tally = crate::clock::Tally::new();
 
 /// Rows per parallel task (small tensors stay on one thread).
 const ROWS_PER_TASK: usize = 64;
+/// Values per task at least: rows of a small model's head (8 values) would otherwise make tasks
+/// of a microsecond, as long as handing them out.
+const TASK_VALUES: usize = 4096;
 
 /// Runs `f(batch row, row within it, row values)` over every row of `len` values
 /// (`per_batch` rows per batch row; `f` reads about `reads` input values per value it writes),
-/// `ROWS_PER_TASK` rows per task of a [`par::for_each`].
+/// `ROWS_PER_TASK` rows (or `TASK_VALUES` values) per task of a [`par::for_each`]. The indices
+/// are counted, not divided out per row: a division costs more than a short row's work.
 fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, reads: usize, f: F)
 where
     F: Fn(usize, usize, &mut [f32]) + Sync + Send,
@@ -792,7 +800,8 @@ where
         return;
     }
     let work = data.len() * reads;
-    let chunks = Chunks::new(data, len * ROWS_PER_TASK);
+    let per_task = ROWS_PER_TASK.max(TASK_VALUES / len);
+    let chunks = Chunks::new(data, len * per_task);
     kernel_tasks(
         chunks.count(),
         work,
@@ -800,9 +809,14 @@ where
         |g| {
             // SAFETY: task `g` alone takes chunk `g`.
             let rows = unsafe { chunks.get(g) };
-            for (j, row) in rows.chunks_mut(len).enumerate() {
-                let i = g * ROWS_PER_TASK + j;
-                f(i / per_batch, i % per_batch, row);
+            let first = g * per_task;
+            let (mut b, mut r) = (first / per_batch, first % per_batch);
+            for row in rows.chunks_mut(len) {
+                f(b, r, row);
+                r += 1;
+                if r == per_batch {
+                    (b, r) = (b + 1, 0);
+                }
             }
         },
     );
