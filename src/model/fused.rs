@@ -11,6 +11,7 @@
 //! and in the browser; other backends (wgpu/WebGPU, ndarray) run `composed` and burn's matmul, the
 //! same maths from tensor ops, which the tests hold these kernels to.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -505,19 +506,19 @@ fn backward(
 fn heads_first(x: &FlexTensor, h: usize, t: usize) -> Vec<f32> {
     let xv = values(x);
     let n = last(x) / h;
-    let mut y = vec![0.0f32; xv.len()];
-    for_rows(
-        &mut y,
-        n,
-        t,
-        1,
-        #[inline(always)]
-        |bh, pos, out| {
-            let src = token_major(bh, pos, h, t) * n;
-            out.copy_from_slice(&xv[src..src + n]);
-        },
-    );
-    y
+    written(xv.len(), |y| {
+        for_rows(
+            y,
+            n,
+            t,
+            1,
+            #[inline(always)]
+            |bh, pos, out| {
+                let src = token_major(bh, pos, h, t) * n;
+                out.write_copy_of_slice(&xv[src..src + n]);
+            },
+        )
+    })
 }
 
 /// Row `pos` of head `bh` (batch row · H + head) of a `[B, H, T, ·]` tensor: the same batch row,
@@ -543,19 +544,20 @@ fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor,
         #[inline(always)]
         || xv.chunks(n).map(|xr| 1.0 / (dot(xr, xr) / n as f32 + epsilon as f32).sqrt()).collect(),
     );
-    let mut y = vec![0.0f32; xv.len()];
-    for_rows(
-        &mut y,
-        n,
-        1,
-        2,
-        #[inline(always)]
-        |i, _, row| {
-            for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
-                *y = x * inv[i] * g;
-            }
-        },
-    );
+    let y = written(xv.len(), |y| {
+        for_rows(
+            y,
+            n,
+            1,
+            2,
+            #[inline(always)]
+            |i, _, row| {
+                for ((y, x), g) in row.iter_mut().zip(&xv[i * n..(i + 1) * n]).zip(gv.iter()) {
+                    y.write(x * inv[i] * g);
+                }
+            },
+        )
+    });
     (like(x, y), inv)
 }
 
@@ -563,26 +565,22 @@ fn rms_forward(x: &FlexTensor, gamma: &FlexTensor, epsilon: f64) -> (FlexTensor,
 fn rms_backward(x: &FlexTensor, gamma: &FlexTensor, inv: &[f32], grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let (xv, gv, dyv) = (values(x), values(gamma), values(grad));
     let n = gv.len();
-    let mut dx = vec![0.0f32; xv.len()];
-    for_rows(
-        &mut dx,
-        n,
-        1,
-        3,
-        #[inline(always)]
-        |i, _, row| {
-            let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
-            // g = dy ⊙ γ first, so the row's sum is a lane-wise `dot` (a float sum is not reordered
-            // into vector lanes by the compiler).
-            for ((o, d), g) in row.iter_mut().zip(dy).zip(gv.iter()) {
-                *o = d * g;
-            }
-            let m = r * dot(row, xr) / n as f32;
-            for (o, x) in row.iter_mut().zip(xr) {
-                *o = r * (*o - x * r * m);
-            }
-        },
-    );
+    let dx = written(xv.len(), |dx| {
+        for_rows(
+            dx,
+            n,
+            1,
+            3,
+            #[inline(always)]
+            |i, _, row| {
+                let (xr, dy, r) = (&xv[i * n..(i + 1) * n], &dyv[i * n..(i + 1) * n], inv[i]);
+                let m = r * dot_scaled(dy, &gv, xr) / n as f32;
+                for (((o, d), g), x) in row.iter_mut().zip(dy).zip(gv.iter()).zip(xr) {
+                    o.write(r * (d * g - x * r * m));
+                }
+            },
+        )
+    });
     let mut dgamma = vec![0.0f32; n];
     KERNELS.time(|| {
         wide(
@@ -625,21 +623,22 @@ fn logps_forward(x: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<f32>) {
 fn logps_backward(x: &FlexTensor, targets: &[u32], lse: &[f32], grad: &FlexTensor) -> FlexTensor {
     let (xv, g) = (values(x), values(grad));
     let v = last(x);
-    let mut dx = vec![0.0f32; xv.len()];
-    for_rows(
-        &mut dx,
-        v,
-        1,
-        1,
-        #[inline(always)]
-        |i, _, row| {
-            let (d, l) = (g[i], lse[i]);
-            for (o, x) in row.iter_mut().zip(&xv[i * v..(i + 1) * v]) {
-                *o = -d * exp(x - l);
-            }
-            row[targets[i] as usize] += d;
-        },
-    );
+    let dx = written(xv.len(), |dx| {
+        for_rows(
+            dx,
+            v,
+            1,
+            1,
+            #[inline(always)]
+            |i, _, row| {
+                let (d, l, xr, t) = (g[i], lse[i], &xv[i * v..(i + 1) * v], targets[i] as usize);
+                for (o, x) in row.iter_mut().zip(xr) {
+                    o.write(-d * exp(x - l));
+                }
+                row[t].write(-d * exp(xr[t] - l) + d);
+            },
+        )
+    });
     like(x, dx)
 }
 
@@ -653,53 +652,56 @@ fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, rotate_half: b
         [b, h, t, d] if transposed => [b, t, h, d],
         dims => dims,
     };
+    // Pairs: every value of a row is written below (the output is not zero-filled first).
+    assert!(d % 2 == 0, "RoPE rotates pairs of values: a head of {d} values has an odd one out");
     let half = d / 2;
-    let mut y = vec![0.0f32; xv.len()];
     // Output rows by (head, position) heads first, by (token, head) transposed.
-    for_rows(
-        &mut y,
-        d,
-        if transposed { h } else { t },
-        1,
-        #[inline(always)]
-        |outer, inner, out| {
-            // The output row's position, and the input row of the same batch row, position and head.
-            let (pos, from) = if transposed {
-                (outer % t, head_major(outer, inner, h, t))
-            } else {
-                (inner, token_major(outer, inner, h, t))
-            };
-            let xr = &xv[from * d..(from + 1) * d];
-            let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
-            // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
-            match (rotate_half, transposed) {
-                (true, false) => {
-                    for i in 0..half {
-                        out[i] = xr[i] * c[i] - xr[i + half] * s[i];
-                        out[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+    let y = written(xv.len(), |y| {
+        for_rows(
+            y,
+            d,
+            if transposed { h } else { t },
+            1,
+            #[inline(always)]
+            |outer, inner, out| {
+                // The output row's position, and the input row of the same batch row, position and head.
+                let (pos, from) = if transposed {
+                    (outer % t, head_major(outer, inner, h, t))
+                } else {
+                    (inner, token_major(outer, inner, h, t))
+                };
+                let xr = &xv[from * d..(from + 1) * d];
+                let (c, s) = (&cv[pos * d..(pos + 1) * d], &sv[pos * d..(pos + 1) * d]);
+                // Written per half / per pair, without index arithmetic in the loop, so it vectorises.
+                match (rotate_half, transposed) {
+                    (true, false) => {
+                        for i in 0..half {
+                            out[i].write(xr[i] * c[i] - xr[i + half] * s[i]);
+                            out[i + half].write(xr[i + half] * c[i + half] + xr[i] * s[i + half]);
+                        }
+                    }
+                    (true, true) => {
+                        for i in 0..half {
+                            out[i].write(xr[i] * c[i] + xr[i + half] * s[i + half]);
+                            out[i + half].write(xr[i + half] * c[i + half] - xr[i] * s[i]);
+                        }
+                    }
+                    (false, false) => {
+                        for i in (0..d).step_by(2) {
+                            out[i].write(xr[i] * c[i] - xr[i + 1] * s[i]);
+                            out[i + 1].write(xr[i + 1] * c[i + 1] + xr[i] * s[i + 1]);
+                        }
+                    }
+                    (false, true) => {
+                        for i in (0..d).step_by(2) {
+                            out[i].write(xr[i] * c[i] + xr[i + 1] * s[i + 1]);
+                            out[i + 1].write(xr[i + 1] * c[i + 1] - xr[i] * s[i]);
+                        }
                     }
                 }
-                (true, true) => {
-                    for i in 0..half {
-                        out[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
-                        out[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
-                    }
-                }
-                (false, false) => {
-                    for i in (0..d).step_by(2) {
-                        out[i] = xr[i] * c[i] - xr[i + 1] * s[i];
-                        out[i + 1] = xr[i + 1] * c[i + 1] + xr[i] * s[i + 1];
-                    }
-                }
-                (false, true) => {
-                    for i in (0..d).step_by(2) {
-                        out[i] = xr[i] * c[i] + xr[i + 1] * s[i + 1];
-                        out[i + 1] = xr[i + 1] * c[i + 1] - xr[i] * s[i];
-                    }
-                }
-            }
-        },
-    );
+            },
+        )
+    });
     let shape = if transposed { [b, t, h, d] } else { [b, h, t, d] };
     FlexTensor::from_data(TensorData::new(y, shape))
 }
@@ -711,19 +713,20 @@ fn sigmoid(x: f32) -> f32 {
 fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (av, bv) = (values(a), values(b));
     let n = last(a);
-    let mut y = vec![0.0f32; av.len()];
-    for_rows(
-        &mut y,
-        n,
-        1,
-        2,
-        #[inline(always)]
-        |i, _, row| {
-            for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
-                *y = a * sigmoid(*a) * b;
-            }
-        },
-    );
+    let y = written(av.len(), |y| {
+        for_rows(
+            y,
+            n,
+            1,
+            2,
+            #[inline(always)]
+            |i, _, row| {
+                for ((y, a), b) in row.iter_mut().zip(&av[i * n..(i + 1) * n]).zip(&bv[i * n..(i + 1) * n]) {
+                    y.write(a * sigmoid(*a) * b);
+                }
+            },
+        )
+    });
     like(a, y)
 }
 
@@ -731,30 +734,33 @@ fn swiglu_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
 fn swiglu_backward(a: &FlexTensor, b: &FlexTensor, grad: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let (av, bv, dyv) = (values(a), values(b), values(grad));
     let n = last(a);
-    let mut da = vec![0.0f32; av.len()];
-    let mut db = vec![0.0f32; av.len()];
     if n == 0 {
-        return (like(a, da), like(b, db));
+        return (like(a, Vec::new()), like(b, Vec::new()));
     }
     let chunk = n * ROWS_PER_TASK;
-    let (das, dbs) = (Chunks::new(&mut da, chunk), Chunks::new(&mut db, chunk));
-    kernel_tasks(
-        das.count(),
-        av.len(),
-        #[inline(always)]
-        |g| {
-            // SAFETY: task `g` alone takes chunk `g` of each.
-            let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
-            let r = g * chunk..g * chunk + da.len();
-            for ((((da, db), a), b), dy) in
-                da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
-            {
-                let s = sigmoid(*a);
-                *da = dy * b * s * (1.0 + a * (1.0 - s));
-                *db = dy * a * s;
-            }
-        },
-    );
+    let mut db = Vec::new();
+    let da = written(av.len(), |da| {
+        db = written(av.len(), |db| {
+            let (das, dbs) = (Chunks::new(da, chunk), Chunks::new(db, chunk));
+            kernel_tasks(
+                das.count(),
+                av.len(),
+                #[inline(always)]
+                |g| {
+                    // SAFETY: task `g` alone takes chunk `g` of each.
+                    let (da, db) = unsafe { (das.get(g), dbs.get(g)) };
+                    let r = g * chunk..g * chunk + da.len();
+                    for ((((da, db), a), b), dy) in
+                        da.iter_mut().zip(db.iter_mut()).zip(&av[r.clone()]).zip(&bv[r.clone()]).zip(&dyv[r])
+                    {
+                        let s = sigmoid(*a);
+                        da.write(dy * b * s * (1.0 + a * (1.0 - s)));
+                        db.write(dy * a * s);
+                    }
+                },
+            )
+        })
+    });
     (like(a, da), like(b, db))
 }
 
@@ -778,6 +784,17 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// `len` values, every one of which `fill` writes: handed out uninitialised, as zero-filling them
+/// first (a `vec![0.0; len]`) was 2–6 % of the tab's step, a memset of each kernel's output.
+#[inline(always)]
+fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: each caller's `fill` writes all `len` values (its loops cover every row).
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Time inside these kernels' loops (not their tensors' allocation), for the bench: of a CPU step's
 /// time outside the matrix products, what is this file's and what is burn's (autodiff, optimizer).
 pub static KERNELS: crate::clock::Tally = crate::clock::Tally::new();
@@ -792,9 +809,9 @@ const TASK_VALUES: usize = 4096;
 /// (`per_batch` rows per batch row; `f` reads about `reads` input values per value it writes),
 /// `ROWS_PER_TASK` rows (or `TASK_VALUES` values) per task of a [`par::for_each`]. The indices
 /// are counted, not divided out per row: a division costs more than a short row's work.
-fn for_rows<F>(data: &mut [f32], len: usize, per_batch: usize, reads: usize, f: F)
+fn for_rows<T: Send, F>(data: &mut [T], len: usize, per_batch: usize, reads: usize, f: F)
 where
-    F: Fn(usize, usize, &mut [f32]) + Sync + Send,
+    F: Fn(usize, usize, &mut [T]) + Sync + Send,
 {
     if len == 0 {
         return;
@@ -895,6 +912,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
             acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ (aᵢ·bᵢ)·cᵢ in 8 lanes, as `dot` of a⊙b (rounded) with c, without storing a⊙b.
+#[inline(always)]
+fn dot_scaled(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    let (ac, bc, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()).map(|((x, y), z)| x * y * z).sum();
+    let mut acc = [0.0f32; 8];
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l] * z[l];
         }
     }
     acc.iter().sum::<f32>() + tail
