@@ -265,7 +265,8 @@ unsafe fn native(
 
 /// How to split each product of a batch: (row blocks, column blocks). A batch of at least four
 /// tasks per thread is split no further; otherwise the longer side of the output is cut into
-/// blocks of at least `MIN_BLOCK`, each block's gemm packing the shared operand for itself. Several
+/// blocks of at least `MIN_BLOCK`, each block's gemm packing the shared operand for itself (the
+/// tab's kernel: each thread once, for all the row blocks it takes). Several
 /// blocks per thread because threads claim them as they finish: a thread on a slower core (this
 /// VM's two differ by up to 2×) takes fewer.
 fn blocks(batch: usize, m: usize, n: usize, k: usize) -> (usize, usize) {
